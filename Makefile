@@ -1,0 +1,23 @@
+# Two entry points for a fresh machine with Python 3.11 and pip:
+#   make demo   - create .venv, install the pinned stack, run the main job
+#   make test   - create the same .venv and run the whole test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+WORKDIR ?= runs/compare
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/python scripts/data_summary.py
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q tests
+
+.PHONY: install demo test

@@ -1,0 +1,1 @@
+"""Data, models, the pmap trainer, pruning scores and selection."""
