@@ -1,0 +1,418 @@
+"""Per-example difficulty scores for data pruning (larger = harder).
+
+Methods (``compute_scores(method, data, config)``):
+
+  * ``el2n``       (Paul et al. 2021) ||softmax(f(x)) - onehot(y)||_2 of a
+    network after ``el2n.epoch`` epochs of training, averaged over
+    ``el2n.num_runs`` independent inits / data orders (paper: epoch 20 of 200
+    on CIFAR-10, 10 runs). The run trains with the full config schedule
+    (``train``) and is cut after the scoring epoch, so the learning-rate
+    schedule at the scoring epoch is the one of the full run.
+  * ``grand``      (Paul et al. 2021) ||grad_theta loss(f(x), y)||_2 over all
+    parameters, at init (``grand.epoch = 0``) or after an early epoch, averaged
+    over ``grand.num_runs`` inits. Per-example gradients come from
+    ``vmap(grad)`` on chunks of ``grand.chunk_size`` examples per device,
+    pmapped over devices (`pruning.parallel`), so memory stays bounded.
+  * ``forgetting`` (Toneva et al. 2019) number of correct -> incorrect
+    transitions of each example's prediction, recorded at the end of every
+    epoch (the paper records them at every minibatch presentation; with one
+    full pass per epoch we record them once per epoch) over a full training
+    run; examples never classified correctly get ``num_epochs`` (more than
+    any learnable example can have, floor(num_epochs / 2)): most forgotten.
+  * ``prototype``  (Sorscher et al. 2022) distance to the nearest k-means
+    centroid (scikit-learn KMeans, k-means++) in an embedding space, large =
+    hard (atypical). Embeddings (``prototype.embedding``):
+      - ``pca``             PCA of the inputs (label-free, no network);
+      - ``random_features`` penultimate features of the config's network at a
+                            random init (label-free, never trained);
+      - ``supervised``      penultimate features of the network trained on the
+                            labels (``train`` config): NOT label-free.
+    We do not train a self-supervised encoder (SwAV in the paper); the two
+    label-free choices above are the cheap stand-ins. ``prototype.centroids``:
+      - ``kmeans``          k clusters over all examples (label-free);
+      - ``kmeans_per_class`` k clusters within each class (labels group);
+      - ``class_mean``      the class-conditional variant: one centroid per
+                            class = mean embedding of that class (uses labels).
+  * ``input_norm`` ||x||_2 (sanity baseline: GraNd at init correlates with it,
+    Kirsch 2023; see `rank_correlation`).
+  * ``random``     i.i.d. uniform scores (random pruning).
+
+Everything returns a `score_io.ScoreResult` aligned with ``data.train.ids``;
+``cache_dir`` makes the scores computed once per (method, config, dataset).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from pruning import parallel
+from pruning import score_io
+from pruning.data import ArrayDataset, DatasetSplits
+from pruning.score_io import ScoreResult
+
+METHODS = ("random", "input_norm", "el2n", "grand", "forgetting", "prototype")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Scoring options per method; ``train`` must be set to a trainer config."""
+  c = ml_collections.ConfigDict()
+  c.train = ml_collections.config_dict.placeholder(ml_collections.ConfigDict)
+  c.seed = 0              # run r uses trainer seed `seed + 1000 * (r + 1)`
+  c.predict_batch_size = 1024
+  c.el2n = dict(epoch=10, num_runs=10)
+  c.grand = dict(epoch=0, num_runs=10, chunk_size=64)
+  c.forgetting = dict(num_runs=1)
+  c.prototype = dict(embedding="pca", dim=32, k=10, centroids="kmeans", normalize=True,
+                     n_init=3)
+  c.random = dict()
+  c.input_norm = dict()
+  return c
+
+
+# ----------------------------------------------------------------------------
+# Pure score functions.
+
+
+def el2n_from_logits(logits, labels) -> np.ndarray:
+  """||softmax(logits) - onehot(labels)||_2 per row (labels: ints or soft targets)."""
+  logits = np.asarray(logits, np.float64)
+  p = np.exp(logits - logits.max(axis=1, keepdims=True))
+  p /= p.sum(axis=1, keepdims=True)
+  labels = np.asarray(labels)
+  t = np.eye(logits.shape[1])[labels] if labels.ndim == 1 else labels.astype(np.float64)
+  return np.linalg.norm(p - t, axis=1)
+
+
+def forgetting_counts(correct) -> np.ndarray:
+  """Forgetting events per example from a (T, n) history of correctness.
+
+  An event is a transition correct (t-1) -> incorrect (t). Examples never
+  correct in any of the T records score T (above any achievable count).
+  """
+  c = np.asarray(correct, dtype=bool)
+  if c.ndim != 2 or c.shape[0] < 1:
+    raise ValueError(f"correctness history must be (T >= 1, n), got shape {c.shape}")
+  events = (c[:-1] & ~c[1:]).sum(axis=0).astype(np.float64)
+  events[~c.any(axis=0)] = float(c.shape[0])
+  return events
+
+
+def input_norm_scores(x) -> np.ndarray:
+  x = np.asarray(x, np.float64)
+  return np.linalg.norm(x.reshape(len(x), -1), axis=1)
+
+
+def random_scores(n: int, seed: int) -> np.ndarray:
+  return np.random.default_rng([int(seed), 7919]).random(int(n))
+
+
+def rank_correlation(a, b) -> float:
+  """Spearman rank correlation of two score vectors."""
+  from scipy.stats import spearmanr
+  return float(spearmanr(np.asarray(a), np.asarray(b)).statistic)
+
+
+def prototype_scores(embeddings, labels=None, *, k: int = 10, centroids: str = "kmeans",
+                     normalize: bool = True, seed: int = 0, n_init: int = 3) -> np.ndarray:
+  """Distance of each embedding to its nearest centroid (see module docstring)."""
+  from sklearn.cluster import KMeans
+  e = np.asarray(embeddings, np.float64).reshape(len(embeddings), -1)
+  if normalize:
+    e = e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-12)
+  if centroids == "kmeans":
+    km = KMeans(n_clusters=min(int(k), len(e)), init="k-means++", n_init=n_init,
+                random_state=seed).fit(e)
+    return np.min(km.transform(e), axis=1)
+  if labels is None:
+    raise ValueError(f"prototype centroids={centroids!r} needs labels")
+  labels = np.asarray(labels)
+  out = np.empty(len(e))
+  for c in np.unique(labels):
+    m = labels == c
+    if centroids == "class_mean":
+      out[m] = np.linalg.norm(e[m] - e[m].mean(axis=0), axis=1)
+    elif centroids == "kmeans_per_class":
+      km = KMeans(n_clusters=min(int(k), int(m.sum())), init="k-means++", n_init=n_init,
+                  random_state=seed).fit(e[m])
+      out[m] = np.min(km.transform(e[m]), axis=1)
+    else:
+      raise ValueError(f"unknown prototype centroids {centroids!r}; choose kmeans, "
+                       f"kmeans_per_class or class_mean")
+  return out
+
+
+def pca_embedding(x, dim: int, seed: int = 0) -> np.ndarray:
+  from sklearn.decomposition import PCA
+  x = np.asarray(x, np.float64).reshape(len(x), -1)
+  dim = min(int(dim), x.shape[1], len(x))
+  return PCA(n_components=dim, random_state=seed).fit_transform(x)
+
+
+# ----------------------------------------------------------------------------
+# GraNd: per-example gradient norms, chunked vmap(grad), pmapped.
+
+
+def _split_variables(variables: dict):
+  variables = dict(variables)
+  params = variables.pop("params")
+  rest = {k: v for k, v in variables.items() if v}
+  return params, rest
+
+
+def _example_loss_fn(model, loss: str, centered: bool):
+  from pruning.train import per_example_loss
+
+  def loss_one(params, rest, init_variables, xi, yi):
+    logits = model.apply({"params": params, **rest}, xi[None], train=False)
+    if centered:
+      logits = logits - model.apply(init_variables, xi[None], train=False)
+    return per_example_loss(logits, yi[None], loss)[0]
+  return loss_one
+
+
+def _sq_norm(tree):
+  return sum(jnp.sum(jnp.reshape(l, (l.shape[0], -1)).astype(jnp.float32) ** 2, axis=1)
+             for l in jax.tree.leaves(tree))
+
+
+@functools.lru_cache(maxsize=32)
+def _p_grand(model, loss: str, centered: bool, devices: tuple):
+  loss_one = _example_loss_fn(model, loss, centered)
+
+  def fn(params, rest, init_variables, x, y, pos):
+    g = jax.vmap(jax.grad(loss_one), in_axes=(None, None, None, 0, 0))(
+        params, rest, init_variables, x, y)
+    return parallel.all_gather(jnp.sqrt(_sq_norm(g))), parallel.all_gather(pos)
+
+  return parallel.pmap(fn, devices)
+
+
+def _variables_of(variables_or_state):
+  from pruning.train import TrainState
+  if isinstance(variables_or_state, TrainState):
+    return variables_or_state.variables, variables_or_state.init_variables
+  return dict(variables_or_state), None
+
+
+def grand_scores(model, variables_or_state, dataset: ArrayDataset, *, chunk_size: int = 64,
+                 loss: str = "cross_entropy", num_devices: Optional[int] = None,
+                 init_variables: Optional[dict] = None) -> np.ndarray:
+  """Per-example ||d loss / d params||_2 (eval mode), aligned with dataset rows.
+
+  Each pmapped call handles `chunk_size` examples per device (padding the last
+  chunk), so peak memory is that of chunk_size per-example gradients per
+  device. With several processes every process calls this and gets all scores.
+  """
+  variables, state_init = _variables_of(variables_or_state)
+  init_variables = init_variables or state_init
+  params, rest = _split_variables(variables)
+  devices = parallel.local_devices(num_devices)
+  total = parallel.total_device_count(devices)
+  step = int(chunk_size) * total
+  fn = _p_grand(model, loss, init_variables is not None, tuple(devices))
+  rp = parallel.replicate(params, devices)
+  rr = parallel.replicate(rest, devices)
+  ri = parallel.replicate(init_variables or {}, devices)
+  sl = parallel.process_slice(step, devices)
+  n = len(dataset)
+  y = dataset.y
+  out = np.full(n, np.nan)
+  for start in range(0, n, step):
+    idx = np.arange(start, start + step)
+    valid = idx < n
+    idx = np.where(valid, idx, 0)
+    pos = np.where(valid, idx, -1).astype(np.int32)
+    batch = parallel.shard((dataset.x[idx[sl]], y[idx[sl]], pos[sl]), devices)
+    norms, gpos = jax.device_get(jax.tree.map(lambda a: a[0], fn(rp, rr, ri, *batch)))
+    gpos = np.asarray(gpos)
+    ok = gpos >= 0
+    out[gpos[ok]] = np.asarray(norms)[ok]
+  if np.isnan(out).any():
+    raise RuntimeError("grand_scores: some examples were not scored")
+  return out
+
+
+def grand_loop(model, variables, dataset: ArrayDataset, *, loss: str = "cross_entropy",
+               init_variables: Optional[dict] = None) -> np.ndarray:
+  """Reference: one jitted gradient per example, in a Python loop (slow)."""
+  params, rest = _split_variables(variables)
+  loss_one = _example_loss_fn(model, loss, init_variables is not None)
+  g = jax.jit(jax.grad(loss_one))
+  out = np.empty(len(dataset))
+  for i in range(len(dataset)):
+    gi = g(params, rest, init_variables or {}, jnp.asarray(dataset.x[i]), jnp.asarray(dataset.y[i]))
+    out[i] = math.sqrt(sum(float(jnp.sum(l.astype(jnp.float32) ** 2)) for l in jax.tree.leaves(gi)))
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Scores that train networks with the shared trainer.
+
+
+class _StopTraining(Exception):
+  """Raised from an epoch callback once the scoring epoch was recorded."""
+
+
+def _run_config(config, r: int) -> ml_collections.ConfigDict:
+  tc = ml_collections.ConfigDict(config.train.to_dict()) if hasattr(config.train, "to_dict") \
+      else ml_collections.ConfigDict(dict(config.train))
+  tc.seed = int(config.get("seed", 0)) + 1000 * (r + 1) + int(tc.get("seed", 0) or 0)
+  tc.progress_bar = False
+  return tc
+
+
+def _train_until(tc, data: DatasetSplits, epoch: int, measure: Callable):
+  """Trains with config `tc` and returns measure(model, state) at `epoch` (0 = init)."""
+  from pruning import train
+  from pruning.models import create_model
+  if epoch == 0:
+    model = create_model(tc.model, num_classes=data.num_classes)
+    state = train.create_train_state(tc, model, data.example_shape, int(tc.seed))
+    return measure(model, state)
+  box = {}
+  model = create_model(tc.model, num_classes=data.num_classes)
+
+  def cb(e, state):
+    if e == epoch:
+      box["v"] = measure(model, state)
+      raise _StopTraining()
+
+  try:
+    train.train_and_evaluate(tc, None, data=data, epoch_callback=cb)
+  except _StopTraining:
+    pass
+  if "v" not in box:
+    raise ValueError(f"scoring epoch {epoch} was never reached: the train config ends "
+                     f"earlier (num_steps / num_epochs too small)")
+  return box["v"]
+
+
+def _meta(method, data, config, sub, **extra) -> dict:
+  m = dict(method=method, dataset=data.name, fingerprint=data.train.fingerprint(),
+           num_examples=len(data.train), mode="eval",
+           config={"method": score_io.to_jsonable(sub),
+                   "train": score_io.to_jsonable(config.get("train")),
+                   "seed": int(config.get("seed", 0))})
+  m.update(extra)
+  return m
+
+
+def _cfg(config) -> ml_collections.ConfigDict:
+  base = default_config()
+  if config is None:
+    return base
+  d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  train_cfg = d.pop("train", None)
+  base.update(ml_collections.ConfigDict(d))
+  if train_cfg is not None:
+    base.train = ml_collections.ConfigDict(train_cfg)
+  return base
+
+
+def _need_train(config, method):
+  if config.get("train") is None:
+    raise ValueError(f"{method} scores need config.train (a trainer config)")
+
+
+def compute_scores(method: str, data: DatasetSplits, config=None, *,
+                   cache_dir: Optional[str] = None,
+                   log: Callable[[str], None] = lambda s: None) -> ScoreResult:
+  """Scores of every example of data.train for `method` (see module docstring).
+
+  `config`: a ConfigDict/dict like `default_config()` (``train`` = trainer
+  config for el2n / grand / forgetting / prototype-with-network; the method's
+  sub-dict its options). Returns ScoreResult(ids=data.train.ids, scores, meta,
+  per_run). With `cache_dir`, computed once and reused (score_io.cached).
+  """
+  if method not in METHODS:
+    raise ValueError(f"unknown score method {method!r}; choose from {METHODS}")
+  config = _cfg(config)
+  sub = config[method]
+  key_cfg = {"method": sub.to_dict(), "seed": int(config.seed),
+             "train": None if method in ("random", "input_norm") or
+             (method == "prototype" and sub.embedding == "pca")
+             else score_io.to_jsonable(config.train)}
+  compute = functools.partial(_compute, method, data, config, sub, log)
+  return score_io.cached(cache_dir, method, key_cfg, data.train, compute, log)
+
+
+def _compute(method, data, config, sub, log) -> ScoreResult:
+  ds = data.train
+  ids = ds.ids.copy()
+  bs = int(config.predict_batch_size)
+  if method == "random":
+    s = random_scores(len(ds), config.seed)
+    return ScoreResult(ids, s, _meta(method, data, config, sub, num_runs=1))
+  if method == "input_norm":
+    return ScoreResult(ids, input_norm_scores(ds.x), _meta(method, data, config, sub))
+  if method in ("el2n", "grand"):
+    _need_train(config, method)
+    from pruning import train
+    runs = []
+    for r in range(int(sub.num_runs)):
+      tc = _run_config(config, r)
+      if method == "el2n":
+        if int(sub.epoch) < 0:
+          raise ValueError(f"el2n.epoch must be >= 0, got {sub.epoch}")
+        measure = lambda model, st: el2n_from_logits(
+            train.predict(model, st, ds, bs, num_devices=tc.get("num_devices"))["logits"], ds.y)
+      else:
+        loss = tc.get("loss") or "cross_entropy"
+        measure = lambda model, st: grand_scores(
+            model, st, ds, chunk_size=int(sub.chunk_size), loss=loss,
+            num_devices=tc.get("num_devices"))
+      runs.append(_train_until(tc, data, int(sub.epoch), measure))
+      log(f"{method}: run {r + 1}/{int(sub.num_runs)} done")
+    per_run = np.stack(runs)
+    return ScoreResult(ids, per_run.mean(0), _meta(method, data, config, sub, epoch=int(sub.epoch),
+                                                   num_runs=int(sub.num_runs)), per_run)
+  if method == "forgetting":
+    _need_train(config, method)
+    from pruning import train
+    runs = []
+    for r in range(int(sub.num_runs)):
+      tc = _run_config(config, r)
+      hist = []
+
+      def cb(e, state, tc=tc, hist=hist):
+        logits = train.predict(model_box[0], state, ds, bs, num_devices=tc.get("num_devices"))["logits"]
+        hist.append(np.argmax(logits, 1) == ds.labels)
+
+      from pruning.models import create_model
+      model_box = [create_model(tc.model, num_classes=data.num_classes)]
+      train.train_and_evaluate(tc, None, data=data, epoch_callback=cb)
+      runs.append(forgetting_counts(np.stack(hist)))
+      log(f"forgetting: run {r + 1}/{int(sub.num_runs)} ({len(hist)} epochs) done")
+    per_run = np.stack(runs)
+    return ScoreResult(ids, per_run.mean(0), _meta(method, data, config, sub,
+                                                   num_runs=int(sub.num_runs),
+                                                   num_epochs=len(hist)), per_run)
+  # prototype
+  emb_kind = sub.embedding
+  if emb_kind == "pca":
+    emb = pca_embedding(ds.x, int(sub.dim), int(config.seed))
+  elif emb_kind in ("random_features", "supervised"):
+    _need_train(config, f"prototype/{emb_kind}")
+    from pruning import train
+    tc = _run_config(config, 0)
+    epoch = 0
+    if emb_kind == "supervised":
+      epoch = int(train.num_train_steps(tc, len(ds)) //
+                  train.steps_per_epoch(len(ds), int(tc.batch_size)))  # last full epoch
+    emb = _train_until(tc, data, epoch, lambda model, st: train.predict(
+        model, st, ds, bs, return_embedding=True, num_devices=tc.get("num_devices"))["embeddings"])
+  else:
+    raise ValueError(f"unknown prototype embedding {emb_kind!r}; choose pca, random_features "
+                     f"or supervised")
+  s = prototype_scores(emb, ds.labels, k=int(sub.k), centroids=sub.centroids,
+                       normalize=bool(sub.normalize), seed=int(config.seed),
+                       n_init=int(sub.get("n_init", 3)))
+  uses_labels = emb_kind == "supervised" or sub.centroids != "kmeans"
+  return ScoreResult(ids, s, _meta(method, data, config, sub, uses_labels=uses_labels,
+                                   embedding=emb_kind))

@@ -1,0 +1,206 @@
+"""Pruning scores against direct computations; score files; 1 vs 8 devices."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from pruning import score_io, scores
+from pruning.data import ArrayDataset, DatasetSplits
+from pruning.models import create_model
+
+
+def _splits(n=60, n_test=20, d=6, classes=3, seed=0):
+  rng = np.random.default_rng(seed)
+  centers = rng.normal(size=(classes, d)) * 2
+  y = rng.integers(0, classes, n + n_test).astype(np.int32)
+  x = (centers[y] + rng.normal(size=(n + n_test, d))).astype(np.float32)
+  tr = ArrayDataset(x[:n], y[:n], np.arange(100, 100 + n, dtype=np.int64), classes, "toy/train")
+  te = ArrayDataset(x[n:], y[n:], np.arange(n_test, dtype=np.int64), classes, "toy/test")
+  return DatasetSplits(tr, te, classes, "toy")
+
+
+def _train_cfg(**kw):
+  from pruning.configs import base_config
+  c = base_config()
+  c.model = dict(name="mlp", hidden=(8,))
+  c.batch_size = 16
+  c.num_epochs = 3
+  c.optimizer.update(name="adam", lr=1e-2)
+  c.checkpoint = False
+  c.progress_bar = False
+  c.log_every_steps = 1000
+  c.num_devices = 1
+  c.update(kw)
+  return c
+
+
+def _mlp_numpy(params, x):
+  h = x.reshape(len(x), -1)
+  h = np.maximum(h @ np.asarray(params["Dense_0"]["kernel"]) + np.asarray(params["Dense_0"]["bias"]), 0)
+  return h @ np.asarray(params["Dense_1"]["kernel"]) + np.asarray(params["Dense_1"]["bias"])
+
+
+def test_el2n_matches_numpy_on_tiny_model():
+  from pruning import train
+  data = _splits()
+  cfg = ml_collections.ConfigDict(dict(train=_train_cfg(), seed=5,
+                                       el2n=dict(epoch=0, num_runs=2)))
+  res = scores.compute_scores("el2n", data, cfg)
+  want = []
+  for r in range(2):
+    model = create_model(cfg.train.model, num_classes=3)
+    st = train.create_train_state(cfg.train, model, (6,), 5 + 1000 * (r + 1))
+    logits = _mlp_numpy(st.params, data.train.x.astype(np.float64))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(len(p)), data.train.y] = 1
+    want.append(np.sqrt(((p - onehot) ** 2).sum(1)))
+  np.testing.assert_allclose(res.per_run, np.stack(want), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(res.scores, np.mean(want, 0), rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(res.ids, data.train.ids)
+  assert res.meta["method"] == "el2n" and res.meta["num_runs"] == 2 and res.meta["epoch"] == 0
+  assert res.meta["fingerprint"] == data.train.fingerprint()
+
+
+def test_el2n_after_training_epochs_changes_and_is_cached(tmp_path):
+  data = _splits()
+  cfg = dict(train=_train_cfg(), el2n=dict(epoch=2, num_runs=1))
+  res = scores.compute_scores("el2n", data, cfg, cache_dir=str(tmp_path))
+  files = os.listdir(tmp_path)
+  assert len(files) == 1 and files[0].startswith("el2n-")
+  init = scores.compute_scores("el2n", data, dict(cfg, el2n=dict(epoch=0, num_runs=1)))
+  assert res.scores.mean() < init.scores.mean()  # training reduced the error
+  again = scores.compute_scores("el2n", data, cfg, cache_dir=str(tmp_path))  # from file
+  np.testing.assert_array_equal(again.scores, res.scores)
+  assert again.meta["epoch"] == 2
+  # Another dataset with the same ids: the fingerprint check refuses the file.
+  other = _splits(seed=1)
+  path = os.path.join(tmp_path, files[0])
+  with pytest.raises(score_io.ScoreFileError, match="fingerprint"):
+    score_io.load(path, other.train)
+  with pytest.raises(score_io.ScoreFileError, match="ids do not match"):
+    score_io.load(path, data.train.subset(data.train.ids[:10]))
+
+
+def test_el2n_epoch_beyond_training_raises():
+  data = _splits()
+  with pytest.raises(ValueError, match="never reached"):
+    scores.compute_scores("el2n", data, dict(train=_train_cfg(), el2n=dict(epoch=9, num_runs=1)))
+
+
+@pytest.mark.parametrize("model_cfg,shape", [
+    (dict(name="mlp", hidden=(8,)), (6,)),
+    (dict(name="cnn1d", channels=4, kernels=(3, 3), stride=2), (12, 1)),
+])
+def test_grand_chunked_pmapped_equals_loop_and_device_count(n_devices, model_cfg, shape):
+  assert n_devices == 8
+  rng = np.random.default_rng(0)
+  n = 37  # not a multiple of chunk * devices: exercises padding
+  ds = ArrayDataset(rng.normal(size=(n,) + shape).astype(np.float32),
+                    rng.integers(0, 3, n).astype(np.int32), np.arange(n, dtype=np.int64) * 3, 3)
+  model = create_model(model_cfg, num_classes=3)
+  variables = model.init(jax.random.PRNGKey(1), jnp.zeros((1,) + shape))
+  ref = scores.grand_loop(model, variables, ds)
+  got8 = scores.grand_scores(model, variables, ds, chunk_size=2)
+  got1 = scores.grand_scores(model, variables, ds, chunk_size=5, num_devices=1)
+  np.testing.assert_allclose(got8, ref, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(got1, got8, rtol=1e-5, atol=1e-7)
+  assert (ref > 0).all()
+
+
+def test_grand_via_compute_scores_1_vs_8_devices():
+  data = _splits()
+  out = {}
+  for nd in (1, 8):
+    cfg = dict(train=_train_cfg(num_devices=nd), grand=dict(epoch=1, num_runs=2, chunk_size=4))
+    out[nd] = scores.compute_scores("grand", data, cfg)
+  assert out[1].per_run.shape == (2, 60)
+  # Same seeds, same data order; the training itself is data-parallel over 8
+  # devices (pmean of gradients), so only float reassociation differs.
+  np.testing.assert_allclose(out[8].scores, out[1].scores, rtol=2e-3, atol=1e-5)
+
+
+def test_forgetting_counts_hand_made():
+  hist = np.array([
+      # ex0: learned, never forgotten; ex1: forgotten twice; ex2: never learned;
+      # ex3: learned late; ex4: forgotten once at the end.
+      [1, 1, 0, 0, 1],
+      [1, 0, 0, 0, 1],
+      [1, 1, 0, 1, 1],
+      [1, 0, 0, 1, 0],
+  ], dtype=bool)
+  np.testing.assert_array_equal(scores.forgetting_counts(hist), [0, 2, 4, 0, 1])
+  with pytest.raises(ValueError):
+    scores.forgetting_counts(np.zeros(5))
+
+
+def test_forgetting_from_training_history():
+  data = _splits()
+  res = scores.compute_scores("forgetting", data, dict(train=_train_cfg(num_epochs=4)))
+  assert res.meta["num_epochs"] == 4
+  assert res.scores.min() >= 0 and res.scores.max() <= 4
+  assert np.all((res.scores <= 2) | (res.scores == 4))  # at most floor(4/2) events, or never learned
+
+
+def test_prototype_ranks_far_points_hardest():
+  rng = np.random.default_rng(0)
+  centers = np.array([[0, 0], [10, 0], [0, 10]], float)
+  labels = np.repeat(np.arange(3), 50)
+  emb = centers[labels] + rng.normal(scale=0.3, size=(150, 2))
+  far = [7, 60, 130]
+  emb[far] += np.array([[3.0, 3.0], [-3.0, 3.0], [3.0, -3.0]])
+  for centroids in ("kmeans", "kmeans_per_class", "class_mean"):
+    s = scores.prototype_scores(emb, labels, k=3 if centroids == "kmeans" else 1,
+                                centroids=centroids, normalize=False)
+    assert set(np.argsort(-s)[:3]) == set(far), centroids
+  with pytest.raises(ValueError, match="labels"):
+    scores.prototype_scores(emb, None, centroids="class_mean")
+
+
+def test_prototype_pca_and_random_features_end_to_end():
+  data = _splits()
+  pca = scores.compute_scores("prototype", data, dict(prototype=dict(embedding="pca", dim=4, k=3)))
+  assert pca.scores.shape == (60,) and np.isfinite(pca.scores).all()
+  assert pca.meta["uses_labels"] is False
+  rf = scores.compute_scores("prototype", data, dict(
+      train=_train_cfg(), prototype=dict(embedding="random_features", k=3, centroids="class_mean")))
+  assert rf.meta["uses_labels"] is True and np.isfinite(rf.scores).all()
+
+
+def test_random_and_input_norm(tmp_path):
+  data = _splits()
+  r1 = scores.compute_scores("random", data, dict(seed=3))
+  r2 = scores.compute_scores("random", data, dict(seed=3))
+  np.testing.assert_array_equal(r1.scores, r2.scores)
+  assert not np.array_equal(r1.scores, scores.compute_scores("random", data, dict(seed=4)).scores)
+  n = scores.compute_scores("input_norm", data, None)
+  np.testing.assert_allclose(n.scores, np.linalg.norm(data.train.x, axis=1), rtol=1e-6)
+  assert scores.rank_correlation(n.scores, n.scores) == pytest.approx(1.0)
+  with pytest.raises(ValueError, match="unknown score method"):
+    scores.compute_scores("margin", data, None)
+
+
+def test_score_file_roundtrip_no_pickle(tmp_path):
+  data = _splits()
+  res = score_io.ScoreResult(data.train.ids, np.arange(60.0), dict(
+      method="x", fingerprint=data.train.fingerprint(), dataset="toy"), np.ones((2, 60)))
+  path = score_io.save(str(tmp_path / "s.npz"), res)
+  with np.load(path, allow_pickle=False) as f:
+    meta = json.loads(str(f["meta_json"]))
+  assert meta["method"] == "x"
+  # Loading reorders to the dataset's row order.
+  perm = data.train.subset(data.train.ids[::-1])
+  back = score_io.load(path, data.train)
+  np.testing.assert_array_equal(back.scores, np.arange(60.0))
+  rev = score_io.ScoreResult(perm.ids, np.arange(60.0)[::-1], res.meta)
+  np.testing.assert_array_equal(rev.aligned_to(data.train.ids), np.arange(60.0))
+  with pytest.raises(score_io.ScoreFileError, match="method"):
+    score_io.load(path, data.train, expect={"method": "el2n"})
+  with pytest.raises(score_io.ScoreFileError, match="no score file"):
+    score_io.load(str(tmp_path / "missing.npz"))
+  assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
