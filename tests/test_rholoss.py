@@ -74,3 +74,79 @@ def test_il_losses_roundtrip_and_selector_counts(tmp_path):
   np.testing.assert_array_equal(out, [1, 5])
   st = sel.stats()
   assert st["noisy_selected"] == 0 and st["noisy_candidates"] == 1
+
+
+def _digits_config(**rho):
+  import ml_collections
+  from pruning.configs import base_config
+  c = base_config()
+  c.dataset = dict(name="digits", normalization="standardize")
+  c.model = dict(name="mlp", hidden=(64,))
+  c.batch_size = 16
+  c.selection.candidate_batch_size = 128
+  c.num_steps = 150
+  c.optimizer.update(name="adam", lr=3e-3, schedule="constant")
+  c.eval_every_steps = 50
+  c.log_every_steps = 50
+  c.checkpoint = False
+  c.progress_bar = False
+  c.num_devices = 1
+  c.rholoss = ml_collections.ConfigDict(dict(
+      methods=("rholoss", "loss"), seeds=(0,), noise_fraction=0.3, noise_seed=0,
+      holdout_fraction=0.3, holdout_seed=0, uniform_plain=True,
+      il=ml_collections.ConfigDict(dict(model=dict(name="mlp", hidden=(64,)), batch_size=32,
+                                        num_steps=300, seed=7))))
+  c.rholoss.update(rho)
+  return c
+
+
+def test_trainer_selection_path_same_ids_on_1_and_8_devices(n_devices):
+  assert n_devices == 8
+  from pruning import train
+  from pruning.data import load_dataset
+  data = load_dataset("digits")
+  rng = np.random.default_rng(0)
+  il = rholoss.ILLosses(data.train.ids, rng.random(len(data.train)))
+  logs = {}
+  for nd in (1, 8):
+    c = _digits_config()
+    c.num_devices = nd
+    c.num_steps = 6
+    c.batch_size = 16
+    c.selection.candidate_batch_size = 64
+    with c.unlocked():
+      del c["rholoss"]
+    sel = rholoss.BatchSelector("rholoss", il)
+    res = train.train_and_evaluate(c, None, data=data, batch_selector=sel)
+    assert res.metrics["steps"] == 6
+    logs[nd] = sel.log
+  assert [s for s, _ in logs[1]] == list(range(6))
+  for (s1, ids1), (s8, ids8) in zip(logs[1], logs[8]):
+    assert s1 == s8
+    np.testing.assert_array_equal(ids1, ids8)
+    assert len(ids1) == 16
+
+
+def test_noisy_labels_selected_less_by_rholoss_than_by_loss(tmp_path):
+  c = _digits_config()
+  res = rholoss.run_experiment(c, str(tmp_path), log=lambda s: None)
+  s = res["summary"]
+  rho, loss = s["rholoss"], s["loss"]
+  base = rho["noisy_candidate_frac"]
+  assert abs(base - 0.3) < 0.05  # candidates are uniform over a pool with ~30% flipped labels
+  assert rho["noisy_selected_frac"] < loss["noisy_selected_frac"]
+  assert rho["noisy_selected_frac"] < base < loss["noisy_selected_frac"]
+  r0 = res["methods"]["rholoss"]["seeds"]["0"]["selection"]
+  assert r0["selections_per_noisy_example"] < r0["selections_per_clean_example"]
+  # the IL model's loss separates the flipped labels
+  assert res["il_model"]["mean_il_loss_noisy"] > 2 * res["il_model"]["mean_il_loss_clean"]
+  for f in ("results.json", "curves.csv", "rholoss.png", "il_losses.npz"):
+    assert (tmp_path / f).stat().st_size > 0
+  # IL losses are a score file keyed by id, for the pool (not the holdout)
+  data, noisy, pool, holdout = rholoss.noisy_splits(c)
+  il = rholoss.ILLosses.load(str(tmp_path / "il_losses.npz"), data.train.subset(pool))
+  np.testing.assert_array_equal(il.ids, pool)
+  assert not np.isin(holdout, il.ids).any()
+  # re-running reuses IL losses and finished runs
+  res2 = rholoss.run_experiment(c, str(tmp_path), log=lambda s: None)
+  assert res2["methods"]["loss"]["seeds"]["0"]["test_acc"] == res["methods"]["loss"]["seeds"]["0"]["test_acc"]
