@@ -1,0 +1,44 @@
+"""KIP and Label Solve on sklearn digits with the infinite-width FC ReLU NTK.
+
+    python scripts/distill.py --config=distill/configs/digits_kip_fc.py --workdir=/tmp/kip_digits
+    python scripts/distill.py --config=distill/configs/digits_kip_fc.py:quick --workdir=/tmp/kip_q \
+        [--config.kip.lr=0.02] [--config.kip.learn_labels=True]
+
+Kernel: Flatten -> [Dense -> ReLU] x 1 -> Dense, W_std=sqrt(2), b_std=0.1, NTK
+parameterisation (KIP notebook); reg 1e-6 * trace(K_ss)/n_s; Adam lr 0.01 on the
+support images, 50 target examples per class per step, 1000 steps.
+
+Expected (KRR test accuracy, 360 test images, seeds 0, 1, 2; see the README):
+10 images/class: random ~0.90, Label Solve ~0.97, KIP ~0.98; 1 image/class:
+random ~0.5, KIP ~0.8. `:quick` (ipc 10, seed 0, 200 steps, no finite nets) runs
+in well under a minute on 2 CPU cores and shows the same ordering.
+"""
+import math
+
+import ml_collections
+
+
+def get_config(arg=None):
+  c = ml_collections.ConfigDict()
+  c.dataset = dict(name="digits", normalization="standardize")
+  c.kernel = dict(architecture="fc", depth=1, kernel_type="ntk", W_std=math.sqrt(2.0),
+                  b_std=0.1, parameterization="ntk")
+  c.kip = dict(steps=1000, lr=0.01, reg=1e-6, learn_labels=False, target_per_class=50,
+               log_every=50, eval_every=250, checkpoint_every=250, kernel_batch_size=256)
+  c.label_solve = dict(target_per_class=0)  # 0: the whole training split is the target set
+  c.images_per_class = (1, 10, 50)
+  c.seeds = (0, 1, 2)
+  c.methods = ("random", "label_solve", "kip")
+  # Finite network trained on the support set by pruning.train (MSE on soft labels).
+  c.finite = dict(enabled=True, trainer_config="pruning/configs/digits_mlp.py",
+                  num_steps=500, batch_size=100, lr=1e-3, center_at_init=True)
+  c.figure = dict(images_per_class=10, seed=0)
+  if arg == "quick":
+    c.images_per_class = (10,)
+    c.seeds = (0,)
+    c.kip.steps = 200
+    c.kip.eval_every = 100
+    c.finite.enabled = False
+  elif arg not in (None, ""):
+    raise ValueError(f"unknown config arg {arg!r}; use '' or 'quick'")
+  return c
