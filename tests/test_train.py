@@ -1,0 +1,153 @@
+"""Trainer: device-count invariance, predict coverage, resume, selection, accuracy."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from pruning import data as data_lib
+from pruning import train
+from pruning.configs import base_config
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return data_lib.load_dataset("digits")
+
+
+def small_config(**kw):
+  c = base_config()
+  c.model = ml_collections.ConfigDict(dict(name="mlp", hidden=(32,)))
+  c.batch_size = 64
+  c.num_epochs = 1
+  c.optimizer.update(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine")
+  c.progress_bar = False
+  c.checkpoint = False
+  c.log_every_steps = 4
+  c.update(kw)
+  return c
+
+
+def leaves(state):
+  return [np.asarray(x) for x in jax.tree.leaves(state.params)]
+
+
+def test_one_vs_eight_devices_same_params(digits):
+  assert jax.local_device_count() == 8
+  ids = digits.train.ids[:512]
+  r1 = train.train_and_evaluate(small_config(num_devices=1), data=digits, train_ids=ids)
+  r8 = train.train_and_evaluate(small_config(num_devices=8), data=digits, train_ids=ids)
+  assert r1.metrics["steps"] == r8.metrics["steps"] == 8
+  for a, b in zip(leaves(r1.state), leaves(r8.state)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  init = train.create_train_state(small_config(), r1.model, (8, 8, 1), 0)
+  assert not np.allclose(leaves(init)[0], leaves(r1.state)[0])  # it did train
+  assert abs(r1.metrics["test_accuracy"] - r8.metrics["test_accuracy"]) < 0.01
+
+
+def test_predict_covers_every_example_once(digits):
+  cfg = small_config()
+  model = train.create_model(cfg.model, num_classes=10)
+  state = train.create_train_state(cfg, model, (8, 8, 1), 3)
+  rng = np.random.default_rng(0)
+  ds = digits.test.subset(rng.permutation(digits.test.ids)[:101])  # shuffled ids, n prime
+  out = train.predict(model, state, ds, batch_size=24, return_embedding=True)
+  np.testing.assert_array_equal(out["ids"], ds.ids)
+  ref_logits, ref_emb = model.apply(state.variables, ds.x, return_embedding=True)
+  np.testing.assert_allclose(out["logits"], ref_logits, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out["embeddings"], ref_emb, rtol=1e-5, atol=1e-5)
+  ev = train.evaluate(model, state.variables, ds, batch_size=7, num_devices=3)
+  ref_loss = np.mean(np.asarray(train.cross_entropy(ref_logits, jnp.asarray(ds.y))))
+  assert ev["loss"] == pytest.approx(float(ref_loss), rel=1e-5)
+  assert ev["accuracy"] == pytest.approx(np.mean(np.argmax(ref_logits, -1) == ds.y))
+
+
+def test_bad_configs_fail_fast(digits):
+  with pytest.raises(ValueError, match="batch_size=60"):
+    train.train_and_evaluate(small_config(batch_size=60), data=digits)
+  with pytest.raises(ValueError, match="'resnet99'"):
+    train.train_and_evaluate(small_config(model=dict(name="resnet99")), data=digits)
+  with pytest.raises(ValueError, match="'nope'"):
+    train.train_and_evaluate(small_config(dataset=dict(name="nope")))
+  with pytest.raises(ValueError, match="empty"):
+    train.train_and_evaluate(small_config(), data=digits, train_ids=[])
+  with pytest.raises(ValueError, match="'rmsprop'"):
+    train.train_and_evaluate(small_config(optimizer=dict(name="rmsprop")), data=digits)
+  c = small_config(num_epochs=None, num_steps=10)
+  c.optimizer.lr = 1e30
+  with pytest.raises(train.NonFiniteLossError, match=r"at step \d+"):
+    train.train_and_evaluate(c, data=digits, train_ids=digits.train.ids[:256])
+  with pytest.raises(ValueError, match="exactly one"):
+    train.train_and_evaluate(small_config(num_steps=5), data=digits)
+
+
+def test_kill_and_resume_matches_uninterrupted(digits, tmp_path):
+  ids = digits.train.ids[:640]
+  kw = dict(num_epochs=2, checkpoint=True, checkpoint_every_steps=6, num_devices=2,
+            optimizer=dict(name="adam", lr=3e-3, schedule="cosine", warmup_steps=3))
+  full = train.train_and_evaluate(small_config(**kw), str(tmp_path / "full"), data=digits,
+                                  train_ids=ids)
+  part = train.train_and_evaluate(small_config(stop_after_steps=9, **kw), str(tmp_path / "rs"),
+                                  data=digits, train_ids=ids)
+  assert part.metrics["stopped_at_step"] == 9 and "test_accuracy" not in part.metrics
+  assert sorted(os.listdir(tmp_path / "rs" / "checkpoints")) == ["6"]  # the 'kill' lost 7..9
+  seen = []
+  resumed = train.train_and_evaluate(small_config(**kw), str(tmp_path / "rs"), data=digits,
+                                     train_ids=ids, epoch_callback=lambda e, s: seen.append(
+                                         (e, int(s.step))))
+  assert seen == [(1, 10), (2, 20)]  # 10 steps per epoch; resumed at step 6
+  assert resumed.metrics["steps"] == 20
+  for a, b in zip(leaves(full.state), leaves(resumed.state)):
+    np.testing.assert_array_equal(a, b)
+  assert resumed.metrics["test_accuracy"] == full.metrics["test_accuracy"]
+  lines = [json.loads(l) for l in open(tmp_path / "rs" / "metrics.jsonl")]
+  steps = [l["step"] for l in lines if "train_loss" in l]
+  assert steps == sorted(set(steps)) and steps[-1] == 20 and 9 not in steps  # 7..9 dropped
+  assert 6 in steps and 8 in steps
+  assert json.load(open(tmp_path / "rs" / "config.json"))["batch_size"] == 64
+
+
+def test_epoch_callback_and_online_selection(digits):
+  calls, epochs = [], []
+
+  def selector(step, cand_ids, cand_losses, n_b):
+    calls.append((step, cand_ids, cand_losses))
+    return cand_ids[np.argsort(-cand_losses, kind="stable")[:n_b]]  # highest loss
+
+  c = small_config(batch_size=32, selection=dict(candidate_batch_size=128), num_epochs=2)
+  ids = digits.train.ids[:512]
+  r = train.train_and_evaluate(c, data=digits, train_ids=ids, batch_selector=selector,
+                               epoch_callback=lambda e, s: epochs.append((e, int(s.step))))
+  assert r.metrics["steps"] == 8 and epochs == [(1, 4), (2, 8)]  # epoch = 512 / 128 steps
+  assert [s for s, _, _ in calls] == list(range(8))
+  step0_ids = calls[0][1]
+  assert len(step0_ids) == 128 and len(set(step0_ids.tolist())) == 128
+  assert np.isin(step0_ids, ids).all()
+  # losses are the initial model's per-example eval losses on the candidates
+  model = r.model
+  init = train.create_train_state(c, model, (8, 8, 1), c.seed)
+  sub = digits.train.subset(step0_ids)
+  ref = train.cross_entropy(model.apply(init.variables, sub.x), jnp.asarray(sub.y))
+  np.testing.assert_allclose(calls[0][2], ref, rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="batch_selector returned"):
+    train.train_and_evaluate(c, data=digits, train_ids=ids,
+                             batch_selector=lambda s, i, l, n: i[: n - 1])
+
+
+def test_center_at_init_with_soft_targets(digits):
+  c = small_config(center_at_init=True, loss="mse", num_epochs=None, num_steps=30,
+                   batch_size=16, optimizer=dict(name="adam", lr=1e-2))
+  model = train.create_model(c.model, num_classes=10)
+  state = train.create_train_state(c, model, (8, 8, 1), 0)
+  out = train.predict(model, state, digits.test, 64)
+  np.testing.assert_allclose(out["logits"], 0.0, atol=1e-6)  # f - f_init = 0 at init
+  support = digits.train.subset(digits.train.ids[:16])
+  soft = np.eye(10, dtype=np.float32)[support.y] * 0.9 + 0.01
+  splits = data_lib.DatasetSplits(support.with_targets(soft), digits.test, 10, "digits")
+  r = train.train_and_evaluate(c, data=splits)
+  assert r.metrics["train_loss"] < 0.05  # fits the 16 soft targets
+  assert r.metrics["test_accuracy"] > 0.4
+  assert r.state.init_params is not None
