@@ -163,6 +163,7 @@ def _atomic_write_text(path: str, text: str) -> None:
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
   with os.fdopen(fd, "w") as fh:
     fh.write(text)
+  os.chmod(tmp, 0o644)
   os.replace(tmp, path)
 
 
@@ -327,6 +328,9 @@ def summarize(results: dict, baseline: str = "uniform") -> dict:
       s["examples_seen_to_baseline_final"] = (
           None if hit is None else float(seen.mean(0)[list(steps).index(hit)]))
       s["per_seed_steps_to_baseline_final"] = [steps_to_reach(steps, a, target) for a in acc]
+      best = float(_curves(results, baseline)[1].mean(0).max())
+      s["baseline_best_acc"] = best
+      s["steps_to_baseline_best"] = steps_to_reach(steps, mean, best)
     sel = [r.get("selection") for r in results["methods"][m]["seeds"].values()]
     sel = [x for x in sel if x]
     if sel:
@@ -375,7 +379,7 @@ def plot_results(results: dict, path: str, title: str = "") -> str:
     _, seen = _curves(results, m, "examples_seen")
     acc = 100 * acc
     for ax, x in ((axes[0], steps), (axes[1], seen.mean(0))):
-      k = x > 0  # the log axis has no 0
+      k = (x > 0) if ax is axes[1] else np.ones(len(x), bool)  # the log axis has no 0
       ax.plot(x[k], acc.mean(0)[k], color=color, lw=1.8, label=f"{label} ({acc.shape[0]} seeds)")
       ax.fill_between(x[k], acc.min(0)[k], acc.max(0)[k], color=color, alpha=0.18, lw=0)
   tgt = summary.get("uniform", {}).get("baseline_final_acc")
@@ -414,6 +418,7 @@ def plot_results(results: dict, path: str, title: str = "") -> str:
   os.close(fd)
   fig.savefig(tmp, dpi=90)
   plt.close(fig)
+  os.chmod(tmp, 0o644)
   os.replace(tmp, path)
   return path
 
