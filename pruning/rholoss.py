@@ -41,11 +41,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
-from pruning.data import ArrayDataset, DataError, atomic_save_npz
+from pruning.data import ArrayDataset, DataError
 
 METHODS = ("uniform", "loss", "il", "rholoss")
 
