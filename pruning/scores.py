@@ -243,11 +243,12 @@ def grand_loop(model, variables, dataset: ArrayDataset, *, loss: str = "cross_en
   """Reference: one jitted gradient per example, in a Python loop (slow)."""
   params, rest = _split_variables(variables)
   loss_one = _example_loss_fn(model, loss, init_variables is not None)
-  g = jax.jit(jax.grad(loss_one))
+  g = jax.jit(lambda *a: jnp.sqrt(sum(jnp.sum(l.astype(jnp.float32) ** 2)
+                                      for l in jax.tree.leaves(jax.grad(loss_one)(*a)))))
   out = np.empty(len(dataset))
   for i in range(len(dataset)):
-    gi = g(params, rest, init_variables or {}, jnp.asarray(dataset.x[i]), jnp.asarray(dataset.y[i]))
-    out[i] = math.sqrt(sum(float(jnp.sum(l.astype(jnp.float32) ** 2)) for l in jax.tree.leaves(gi)))
+    out[i] = float(g(params, rest, init_variables or {}, jnp.asarray(dataset.x[i]),
+                     jnp.asarray(dataset.y[i])))
   return out
 
 

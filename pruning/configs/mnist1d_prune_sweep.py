@@ -5,7 +5,7 @@
 
 For each method (EL2N keep-hard and keep-easy, GraNd, forgetting, k-means
 prototypes on PCA embeddings, random), each keep fraction in
-(1.0, 0.7, 0.5, 0.3, 0.2, 0.1) and 3 seeds, trains the CNN for a fixed
+(1.0, 0.5, 0.3, 0.2, 0.1) and 3 seeds, trains the CNN for a fixed
 1,000 steps of Adam (batch 128, cosine; the Data Diet budget convention:
 the same number of steps on every subset) and records test accuracy.
 Scores: EL2N and GraNd after 2 of the 8 epochs of a full-data run, 4 runs
@@ -42,7 +42,7 @@ def get_config(arg=None):
   c.budget = "steps"
   c.num_epochs = ml_collections.config_dict.placeholder(float)
   c.methods = ("random", "el2n", "el2n:easy", "grand", "forgetting", "prototype")
-  c.fractions = (1.0, 0.7, 0.5, 0.3, 0.2, 0.1)
+  c.fractions = (1.0, 0.5, 0.3, 0.2, 0.1)
   c.seeds = (0, 1, 2)
   c.class_balanced = False
   c.ccs_beta = 0.1

@@ -1,0 +1,100 @@
+"""The pruning sweep end to end on a tiny MNIST-1D draw: files, sizes, resume, budgets."""
+import csv
+import json
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from pruning import scores, sweep
+from pruning.configs import base_config
+
+
+def _config(**kw):
+  t = base_config()
+  t.dataset = dict(name="mnist1d", normalization="standardize", num_train=600, num_test=200)
+  t.model = dict(name="mlp", hidden=(16,))
+  t.batch_size = 40
+  t.num_steps = 15
+  t.optimizer.update(name="adam", lr=1e-2)
+  t.checkpoint = False
+  t.progress_bar = False
+  t.log_every_steps = 1000
+  t.num_devices = 1
+  c = ml_collections.ConfigDict()
+  c.train = t
+  c.budget = "steps"
+  c.num_epochs = ml_collections.config_dict.placeholder(float)
+  c.methods = ("random", "input_norm", "input_norm:easy")
+  c.fractions = (1.0, 0.5)
+  c.seeds = (0, 1)
+  c.class_balanced = False
+  c.ccs_beta = 0.1
+  c.ccs_strata = 50
+  c.correlate_with = ("prototype",)
+  s = scores.default_config()
+  s.train = None
+  s.el2n.update(epoch=1, num_runs=1)
+  c.scores = s
+  c.update(kw)
+  return c
+
+
+def test_sweep_files_sizes_and_resume(tmp_path, monkeypatch):
+  wd = str(tmp_path / "sweep")
+  out = sweep.run_sweep(_config(seeds=(0,)), wd, verbose=False)
+  cells = out["cells"]
+  assert len(cells) == 1 + 3  # 'full' once per seed + methods x (f < 1) x seeds
+  for r in cells:
+    assert r["num_kept"] == (600 if r["fraction"] == 1.0 else 300)
+    assert r["train_steps"] == 15  # fixed-steps budget
+    assert 0.0 <= r["test_accuracy"] <= 1.0
+  assert {s["method"] for s in out["summary"]} == {"full", "random", "input_norm", "input_norm:easy"}
+  assert "input_norm~prototype" in out["spearman"]
+  for f in ("results.json", "results.csv", "prune_sweep.png"):
+    assert os.path.getsize(os.path.join(wd, f)) > 0
+  with open(os.path.join(wd, "results.csv")) as fh:
+    assert len(list(csv.DictReader(fh))) == len(cells)
+  with open(os.path.join(wd, "results.json")) as fh:
+    assert json.load(fh)["summary"] == out["summary"]
+  assert len(os.listdir(os.path.join(wd, "cells"))) == len(cells)
+  assert not [p for p in os.listdir(wd) if p.endswith(".tmp")]
+
+  # A rerun trains nothing and recomputes no score.
+  from pruning import train
+  def boom(*a, **k):
+    raise AssertionError("a finished cell was retrained")
+  monkeypatch.setattr(train, "train_and_evaluate", boom)
+  again = sweep.run_sweep(_config(seeds=(0,)), wd, verbose=False)
+  assert again["cells"] == cells
+  # Another config in the same workdir does not reuse stale cells.
+  with pytest.raises(AssertionError, match="retrained"):
+    sweep.run_sweep(_config(seeds=(0,), budget="epochs", num_epochs=2.0), wd, verbose=False)
+
+
+def test_epoch_budget_and_method_parsing(tmp_path):
+  c = _config(budget="epochs", num_epochs=2.0, methods=("input_norm:ccs",), seeds=(0,),
+              fractions=(0.5, 0.25), correlate_with=())
+  out = sweep.run_sweep(c, str(tmp_path), verbose=False)
+  steps = {r["num_kept"]: r["train_steps"] for r in out["cells"]}
+  assert steps == {300: 2 * 8, 150: 2 * 4}  # ceil(n / 40) steps per epoch
+  assert sweep.parse_method("grand") == ("grand", "hard")
+  assert sweep.parse_method("random") == ("random", "random")
+  with pytest.raises(ValueError, match="unknown score"):
+    sweep.parse_method("margin:hard")
+  with pytest.raises(ValueError, match="unknown mode"):
+    sweep.parse_method("el2n:middle")
+  with pytest.raises(ValueError, match="budget"):
+    sweep.train_config_for(_config(budget="flops"), 10, 0)
+
+
+@pytest.mark.parametrize("name", ["mnist1d_prune_sweep", "digits_prune_sweep"])
+def test_configs_load(name):
+  import importlib
+  mod = importlib.import_module(f"pruning.configs.{name}")
+  for arg in (None, "quick"):
+    c = mod.get_config(arg)
+    for m in c.methods:
+      sweep.parse_method(m)
+    assert c.budget in sweep.BUDGETS and c.train.num_steps
