@@ -1,0 +1,1 @@
+"""Experiments that span packages: the pruning-vs-distillation comparison and its report."""

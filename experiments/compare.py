@@ -1,0 +1,261 @@
+"""The main job: pruning vs distillation at equal data budgets, plus the theory.
+
+`run_comparison(config, workdir)`:
+  1. validates the config (before any training);
+  2. scores every training example once per pruning method (cached score
+     files under workdir/scores);
+  3. for each budget x seed: keeps examples by each (method, mode) or distils a
+     support set (KIP, Label Solve), then evaluates the set twice - by training
+     the same finite network with the shared trainer and by kernel ridge
+     regression with the NTK - caching each cell under workdir/cells;
+  4. writes results.csv / results.json, the plots and report.md / report.html.
+
+Budgets: `per_class_budgets` (k examples of every class, exactly; all methods
+incl. distillation) and `fractions` of the training set (pruning only; no class
+balancing, as in Data Diet). A rerun with the same workdir skips finished cells.
+Identical subsets (e.g. every method at fraction 1.0) are trained once: cells are
+cached by the hash of their example ids.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from typing import Optional
+
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from experiments import report
+from pruning import data as data_lib
+from pruning import scores as scores_lib
+from pruning import select as select_lib
+
+PRUNING_METHODS = ("random", "el2n", "grand", "forgetting", "prototype", "input_norm")
+DISTILL_METHODS = ("kip", "label_solve")
+MODES = ("hard", "easy", "ccs")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  method: str
+  mode: str           # 'hard' | 'easy' | 'ccs' | '-' (random, distillation)
+  budget: int         # number of examples kept / distilled
+  per_class: int      # k for per-class budgets, -1 for fraction budgets
+  fraction: float
+  seed: int
+
+  @property
+  def family(self) -> str:
+    return "distillation" if self.method in DISTILL_METHODS else "pruning"
+
+
+def validate(config, train: data_lib.ArrayDataset) -> None:
+  """Fails fast, before any training, naming the bad value."""
+  methods = list(config.pruning_methods) + list(config.distill_methods)
+  if not methods:
+    raise ValueError("empty method list: set config.pruning_methods and/or config.distill_methods")
+  for m in config.pruning_methods:
+    if m not in PRUNING_METHODS:
+      raise ValueError(f"unknown pruning method {m!r}; choose from {PRUNING_METHODS}")
+  for m in config.distill_methods:
+    if m not in DISTILL_METHODS:
+      raise ValueError(f"unknown distillation method {m!r}; choose from {DISTILL_METHODS}")
+  for mode in config.modes:
+    if mode not in MODES:
+      raise ValueError(f"unknown selection mode {mode!r}; choose from {MODES}")
+  if not list(config.seeds):
+    raise ValueError("empty seed list: set config.seeds")
+  if not list(config.per_class_budgets) and not list(config.fractions):
+    raise ValueError("no budgets: set config.per_class_budgets and/or config.fractions")
+  smallest = int(np.bincount(train.labels, minlength=train.num_classes).min())
+  for k in config.per_class_budgets:
+    if not 1 <= int(k) <= smallest:
+      raise ValueError(f"per-class budget {k} is larger than the dataset allows: the smallest "
+                       f"class of {train.name} has {smallest} examples (budgets must be in "
+                       f"[1, {smallest}])")
+  for f in config.fractions:
+    select_lib.check_fraction(f)
+  if config.distill_methods and not list(config.per_class_budgets):
+    raise ValueError("distillation methods need per-class budgets (config.per_class_budgets)")
+
+
+def plan_cells(config, train: data_lib.ArrayDataset) -> list[Cell]:
+  n, c = len(train), train.num_classes
+  cells = []
+  for seed in config.seeds:
+    for k in config.per_class_budgets:
+      budget = int(k) * c
+      for m in config.pruning_methods:
+        for mode in (("-",) if m == "random" else config.modes):
+          cells.append(Cell(m, mode, budget, int(k), budget / n, int(seed)))
+      for m in config.distill_methods:
+        cells.append(Cell(m, "-", budget, int(k), budget / n, int(seed)))
+    for f in config.fractions:
+      budget = select_lib.num_keep(f, n)
+      for m in config.pruning_methods:
+        for mode in (("-",) if m == "random" else config.modes):
+          cells.append(Cell(m, mode, budget, -1, float(f), int(seed)))
+  return cells
+
+
+def keep_ids(cell: Cell, score: Optional[scores_lib.ScoreResult], train: data_lib.ArrayDataset,
+             config) -> np.ndarray:
+  """Stable ids of the examples a pruning cell keeps."""
+  if cell.per_class > 0:
+    if cell.method == "random":
+      return data_lib.class_balanced_ids(train, cell.per_class, cell.seed)
+    labels = train.labels
+    out = []
+    for c in range(train.num_classes):
+      members = labels == c
+      out.append(select_lib.select_ids(score.scores[members], score.ids[members],
+                                       count=cell.per_class, mode=cell.mode, seed=cell.seed,
+                                       ccs_beta=config.ccs_beta))
+    return np.concatenate(out)
+  if cell.method == "random":
+    return select_lib.select_ids(np.zeros(len(train)), train.ids, fraction=cell.fraction,
+                                 mode="random", seed=cell.seed)
+  return select_lib.select_ids(score.scores, score.ids, fraction=cell.fraction, mode=cell.mode,
+                               seed=cell.seed, ccs_beta=config.ccs_beta)
+
+
+def _hash(*arrays, extra: str = "") -> str:
+  h = hashlib.sha256(extra.encode())
+  for a in arrays:
+    h.update(np.ascontiguousarray(a).tobytes())
+  return h.hexdigest()[:20]
+
+
+class CellCache:
+  """One JSON file per evaluated set, keyed by the set's content and the seed."""
+
+  def __init__(self, workdir: str):
+    self.dir = os.path.join(workdir, "cells")
+    os.makedirs(self.dir, exist_ok=True)
+    self.hits = 0
+
+  def path(self, key: str) -> str:
+    return os.path.join(self.dir, key + ".json")
+
+  def get(self, key: str) -> Optional[dict]:
+    p = self.path(key)
+    if os.path.exists(p):
+      self.hits += 1
+      with open(p) as fh:
+        return json.load(fh)
+    return None
+
+  def put(self, key: str, value: dict) -> None:
+    report.write_json(value, self.path(key))
+
+
+class Evaluator:
+  """Evaluates a kept subset (hard labels) or a distilled support set (soft labels)
+  both ways: the same finite network trained with the shared trainer, and KRR."""
+
+  def __init__(self, config, data: data_lib.DatasetSplits):
+    self.config, self.data = config, data
+
+  def krr_accuracy(self, support) -> float:
+    from distill import evaluate as distill_eval
+    return distill_eval.krr_test_metrics(support, self.data.test,
+                                         self.config.distill)["krr_test_accuracy"]
+
+  def pruned(self, ids: np.ndarray, seed: int) -> dict:
+    """Cross-entropy training on the kept examples (Data Diet protocol)."""
+    from distill import kip, krr
+    from pruning import train as train_lib
+    sub = self.data.train.subset(ids)
+    tc = ml_collections.ConfigDict(self.config.train.to_dict())
+    tc.seed = int(seed)
+    splits = data_lib.DatasetSplits(sub, self.data.test, self.data.num_classes, self.data.name)
+    net = train_lib.train_and_evaluate(tc, None, data=splits).metrics["test_accuracy"]
+    support = kip.SupportSet(sub.x, np.asarray(krr.centered_one_hot(sub.labels,
+                                                                    self.data.num_classes)),
+                             sub.labels, sub.ids)
+    return {"network_accuracy": float(net), "krr_accuracy": self.krr_accuracy(support),
+            "num_examples": int(len(ids))}
+
+  def distilled(self, method: str, per_class: int, seed: int, workdir: str) -> dict:
+    """MSE training on the learned soft labels (centred at init), as distill/ does."""
+    from distill import evaluate as distill_eval
+    support = distill_eval.distill_support(
+        method, self.data.train, per_class, self.config.distill, seed=seed,
+        workdir=os.path.join(workdir, "distill", f"{method}_k{per_class}_s{seed}"))
+    net = distill_eval.finite_network_eval(support, self.data, self.config.distill, seed=seed)
+    return {"network_accuracy": net["finite_test_accuracy"],
+            "krr_accuracy": self.krr_accuracy(support), "num_examples": int(len(support.x))}
+
+
+def run_cell(cell: Cell, scores: dict, evaluator: Evaluator, cache: CellCache, config,
+             workdir: str) -> dict:
+  row = dict(dataclasses.asdict(cell), family=cell.family)
+  t0 = time.time()
+  if cell.family == "pruning":
+    ids = keep_ids(cell, scores.get(cell.method), evaluator.data.train, config)
+    key = "set-" + _hash(np.sort(ids), extra=f"seed={cell.seed}")
+    result = cache.get(key)
+    if result is None:
+      result = evaluator.pruned(ids, cell.seed)
+      cache.put(key, result)
+  else:
+    key = f"{cell.method}-k{cell.per_class}-s{cell.seed}"
+    result = cache.get(key)
+    if result is None:
+      result = evaluator.distilled(cell.method, cell.per_class, cell.seed, workdir)
+      cache.put(key, result)
+  row.update(result)
+  row["seconds"] = round(time.time() - t0, 2)
+  return row
+
+
+def theory_curves(config) -> dict:
+  """Replica eps(alpha_prune) at theta = 0 for the configured keep fractions."""
+  from theory import replica
+  alpha = np.geomspace(*config.theory.alpha_range, config.theory.num_alpha)
+  out = {}
+  for keep, style in (("hard", "-"), ("easy", "--")):
+    for f in config.theory.fractions:
+      eps = np.asarray(replica.generalization_error(alpha, f=float(f), theta=0.0, keep=keep))
+      out[f"keep {keep}, f={f:g}"] = {"alpha_prune": alpha, "eps": eps, "style": style}
+  return out
+
+
+def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+  """Runs (or resumes) the comparison and writes the report; returns the rows."""
+  data = data_lib.load_dataset(**config.dataset)
+  validate(config, data.train)
+  os.makedirs(workdir, exist_ok=True)
+  report.atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
+  cells = plan_cells(config, data.train)
+  scores = {}
+  for m in config.pruning_methods:
+    if m == "random":
+      continue
+    sc = ml_collections.ConfigDict(config.scores.to_dict())
+    sc.train = config.score_train
+    scores[m] = scores_lib.compute_scores(m, data, sc, cache_dir=os.path.join(workdir, "scores"),
+                                          log=tqdm.write)
+  evaluator = Evaluator(config, data)
+  cache = CellCache(workdir)
+  rows = []
+  for cell in tqdm(cells, desc="comparison cells", disable=not config.progress_bar):
+    rows.append(run_cell(cell, scores, evaluator, cache, config, workdir))
+  report.write_csv(rows, os.path.join(workdir, "results.csv"))
+  report.write_json(rows, os.path.join(workdir, "results.json"))
+  plots = {
+      "Test error vs budget": report.plot_error_vs_budget(
+          rows, os.path.join(workdir, "error_vs_budget.png"), data.name),
+      "Pruning vs distillation frontier": report.plot_frontier(
+          rows, os.path.join(workdir, "frontier.png"), data.name),
+      "Theory beside measured pruning": report.plot_theory_beside_measured(
+          rows, theory_curves(config), os.path.join(workdir, "theory_vs_measured.png"),
+          data.name, len(data.train)),
+  }
+  report.write_report(rows, workdir, dataset=data.name, config_json=config.to_json_best_effort(indent=1),
+                      plots=plots, notes=config.get("notes", ""))
+  return rows

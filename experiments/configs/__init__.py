@@ -1,0 +1,1 @@
+"""Configs of cross-package experiments (`get_config(arg)` -> ConfigDict)."""

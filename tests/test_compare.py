@@ -1,0 +1,92 @@
+"""The main job end to end on a tiny grid: report files, rows, cache, bad configs."""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from experiments import compare
+from experiments.configs import compare as compare_config
+from pruning import data as data_lib
+
+
+def tiny_config():
+  c = compare_config.get_config("quick")
+  c.pruning_methods = ("random", "el2n")
+  c.modes = ("hard", "easy")
+  c.per_class_budgets = (5,)
+  c.fractions = (0.5,)
+  c.train.num_steps = 60
+  c.distill.finite.num_steps = 60
+  c.distill.kip.steps = 10
+  c.progress_bar = False
+  return c
+
+
+def test_quick_report_rows_and_cache(tmp_path):
+  workdir = str(tmp_path / "cmp")
+  rows = compare.run_comparison(tiny_config(), workdir)
+  for name in ("report.md", "report.html", "results.csv", "results.json", "config.json",
+               "error_vs_budget.png", "frontier.png", "theory_vs_measured.png"):
+    path = os.path.join(workdir, name)
+    assert os.path.getsize(path) > 1000 if name.endswith(".png") else os.path.getsize(path) > 0
+  with open(os.path.join(workdir, "results.csv")) as fh:
+    csv_rows = list(csv.DictReader(fh))
+  got = {(r["method"], r["mode"], int(r["budget"])) for r in csv_rows}
+  expected = {("random", "-", 50), ("el2n", "hard", 50), ("el2n", "easy", 50),
+              ("kip", "-", 50), ("label_solve", "-", 50),
+              ("random", "-", 719), ("el2n", "hard", 719), ("el2n", "easy", 719)}
+  assert got == expected
+  for r in csv_rows:
+    for key in ("network_accuracy", "krr_accuracy"):
+      acc = float(r[key])
+      assert np.isfinite(acc) and 0.0 <= acc <= 1.0, (r, key)
+  # Even a few KIP / training steps beat chance (10%) on digits by far.
+  assert min(float(r["krr_accuracy"]) for r in csv_rows) > 0.3
+  html = open(os.path.join(workdir, "report.html")).read()
+  assert html.count("data:image/png;base64,") == 3
+  # A rerun with the same workdir evaluates nothing again.
+  import time
+  t0 = time.time()
+  again = compare.run_comparison(tiny_config(), workdir)
+  assert [(r["network_accuracy"], r["krr_accuracy"]) for r in again] == \
+      [(r["network_accuracy"], r["krr_accuracy"]) for r in rows]
+  assert all(r["seconds"] < 1.0 for r in again), [r["seconds"] for r in again]
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("pruning_methods", ("random", "loss_norm"), "unknown pruning method 'loss_norm'"),
+    ("distill_methods", ("kipp",), "unknown distillation method 'kipp'"),
+    ("per_class_budgets", (5, 500), "per-class budget 500 is larger"),
+    ("fractions", (1.5,), "f=1.5"),
+    ("modes", ("hardest",), "unknown selection mode 'hardest'"),
+])
+def test_bad_configs_stop_before_training(tmp_path, monkeypatch, field, value, match):
+  c = tiny_config()
+  setattr(c, field, value)
+  monkeypatch.setattr(compare, "Evaluator", lambda *a, **k: pytest.fail("trained"))
+  with pytest.raises(ValueError, match=match):
+    compare.run_comparison(c, str(tmp_path))
+
+
+def test_empty_method_list(tmp_path):
+  c = tiny_config()
+  c.pruning_methods = ()
+  c.distill_methods = ()
+  with pytest.raises(ValueError, match="empty method list"):
+    compare.run_comparison(c, str(tmp_path))
+
+
+def test_keep_ids_per_class_budget_is_exact():
+  train = data_lib.load_dataset("digits").train
+  from pruning import scores as scores_lib
+  score = scores_lib.compute_scores("input_norm", data_lib.load_dataset("digits"))
+  cfg = tiny_config()
+  for mode in ("hard", "easy"):
+    cell = compare.Cell("input_norm", mode, 70, 7, 70 / len(train), 0)
+    ids = compare.keep_ids(cell, score, train, cfg)
+    np.testing.assert_array_equal(np.bincount(train.subset(ids).labels), np.full(10, 7))
+  hard = compare.keep_ids(compare.Cell("input_norm", "hard", 70, 7, 0.05, 0), score, train, cfg)
+  easy = compare.keep_ids(compare.Cell("input_norm", "easy", 70, 7, 0.05, 0), score, train, cfg)
+  s = dict(zip(score.ids, score.scores))
+  assert np.mean([s[i] for i in hard]) > np.mean([s[i] for i in easy])
