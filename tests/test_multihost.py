@@ -1,0 +1,55 @@
+"""Two CPU processes (gloo, 2 fake devices each) == one process with 4 devices."""
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def launch(pid, nproc, port, ndev, workdir, out):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  return subprocess.Popen([sys.executable, WORKER, str(pid), str(nproc), str(port), str(ndev),
+                           str(workdir), str(out)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def wait(procs, timeout=240):
+  outs = []
+  try:
+    for p in procs:
+      outs.append(p.communicate(timeout=timeout)[0])
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, o in zip(procs, outs):
+    assert p.returncode == 0, o[-3000:]
+  return outs
+
+
+def test_two_processes_match_one_process(tmp_path):
+  port = free_port()
+  multi = [launch(i, 2, port, 2, tmp_path / "multi", tmp_path / "multi.npz") for i in range(2)]
+  single = launch(0, 1, 0, 4, tmp_path / "single", tmp_path / "single.npz")
+  outs = wait(multi + [single])
+  assert "process 1: done" in outs[1]
+  m, s = np.load(tmp_path / "multi.npz"), np.load(tmp_path / "single.npz")
+  assert int(m["process_count"]) == 2 and int(s["process_count"]) == 1
+  assert int(m["device_count"]) == int(s["device_count"]) == 4
+  assert int(m["n_leaves"]) == int(s["n_leaves"]) == 4
+  for i in range(int(m["n_leaves"])):
+    np.testing.assert_allclose(m[f"p{i}"], s[f"p{i}"], rtol=1e-4, atol=1e-5)
+  assert abs(float(m["test_accuracy"]) - float(s["test_accuracy"])) < 0.01
+  assert float(m["test_accuracy"]) > 0.5  # 2 epochs on 640 examples
+  # only process 0 wrote files; checkpoints of the shared workdir
+  assert sorted(os.listdir(tmp_path / "multi")) == ["checkpoints", "config.json", "metrics.jsonl"]
+  assert "20" in os.listdir(tmp_path / "multi" / "checkpoints")
