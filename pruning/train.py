@@ -592,6 +592,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str]
     pbar.close()
 
   final_state = parallel.unreplicate(rstate)
+  if not last_train:  # resumed an already finished run: report the logged values
+    prev = [r for r in history if "train_loss" in r]
+    if prev:
+      last_train = {k: prev[-1][k] for k in ("train_loss", "train_accuracy")}
   metrics = {"steps": step, "total_steps": total_steps, "epochs": step / spe,
              "steps_per_epoch": spe, "num_train_examples": n_train, **last_train}
   if stopped:

@@ -110,6 +110,11 @@ def test_kill_and_resume_matches_uninterrupted(digits, tmp_path):
   assert steps == sorted(set(steps)) and steps[-1] == 20 and 9 not in steps  # 7..9 dropped
   assert 6 in steps and 8 in steps
   assert json.load(open(tmp_path / "rs" / "config.json"))["batch_size"] == 64
+  again = train.train_and_evaluate(small_config(**kw), str(tmp_path / "rs"), data=digits,
+                                   train_ids=ids)  # finished run: restore + evaluate only
+  assert again.metrics["steps"] == 20
+  assert again.metrics["test_accuracy"] == full.metrics["test_accuracy"]
+  assert again.metrics["train_loss"] == resumed.metrics["train_loss"]
 
 
 def test_epoch_callback_and_online_selection(digits):
