@@ -17,7 +17,10 @@ All kept ids are sorted before training, so with the same seed every method
 trains identically at fraction 1.0: that cell is run once (method ``full``).
 
 Files in ``workdir`` (written by process 0, atomically):
-  scores/<method>-<hash>.npz   score files (reused on a rerun);
+  scores/<method>-<hash>.npz   score files (reused on a rerun); scores named in
+                               ``config.correlate_with`` (e.g. 'input_norm',
+                               'grand@0' = GraNd at init) are computed for the
+                               rank correlations only;
   cells/<cell>.json            one finished (method, fraction, seed) each: a
                                rerun skips them (resumable);
   results.json, results.csv    every cell + mean/std per (method, fraction) and
@@ -101,6 +104,21 @@ def _scoring_config(config) -> ml_collections.ConfigDict:
   return sc
 
 
+def _score_spec(spec: str, sc):
+  """'grand' -> ('grand', sc); 'grand@0' -> ('grand', sc with grand.epoch = 0)."""
+  name, at, epoch = spec.partition("@")
+  if name not in scores_lib.METHODS:
+    raise ValueError(f"unknown score {spec!r}; choose from {scores_lib.METHODS} "
+                     f"(optionally '@epoch' for el2n / grand)")
+  if not at:
+    return name, sc
+  if name not in ("el2n", "grand"):
+    raise ValueError(f"{spec!r}: '@epoch' applies to el2n and grand only")
+  sc = ml_collections.ConfigDict(sc.to_dict())
+  sc[name].epoch = int(epoch)
+  return name, sc
+
+
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = True) -> dict:
   """Runs (or resumes) the sweep; returns the results dict also written to results.json."""
   is_main = parallel.process_index() == 0
@@ -121,11 +139,12 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool 
   needed = sorted({name for name, _ in parsed.values()} |
                   set(config.get("correlate_with", ())))
   results_scores = {}
-  for name in needed:
+  for spec in needed:
     t = time.time()
-    res = scores_lib.compute_scores(name, data, sc, cache_dir=score_dir, log=log)
-    results_scores[name] = res.aligned_to(train_ds.ids)
-    log(f"scores {name}: {time.time() - t:.1f}s")
+    name, sc_i = _score_spec(spec, sc)
+    res = scores_lib.compute_scores(name, data, sc_i, cache_dir=score_dir, log=log)
+    results_scores[spec] = res.aligned_to(train_ds.ids)
+    log(f"scores {spec}: {time.time() - t:.1f}s")
   correlations = {}
   names = sorted(results_scores)
   for i, a in enumerate(names):
@@ -220,23 +239,20 @@ def summarize(rows: list) -> list:
   return out
 
 
-def plot(results: dict, path: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
+def _plot_row(axes, results: dict, title: Optional[str] = None) -> None:
   import matplotlib.pyplot as plt
+  from matplotlib.ticker import FormatStrFormatter
   summary = results["summary"]
   full = [s for s in summary if s["method"] == "full"]
-  methods = [m for m in results["methods"]]
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=90)
   cmap = plt.get_cmap("tab10")
-  for j, m in enumerate(methods):
+  for j, m in enumerate(results["methods"]):
     rows = sorted([s for s in summary if s["method"] == m] + full, key=lambda s: s["fraction"])
     f = np.array([s["fraction"] for s in rows])
     k = np.array([s["num_kept"] for s in rows])
     e = np.array([s["err_mean"] for s in rows]) * 100
     sd = np.array([s["acc_std"] for s in rows]) * 100
-    style = dict(color=cmap(j), marker="o", ms=4, capsize=3, lw=1.5,
-                 ls="--" if m.endswith(":easy") else "-")
+    style = dict(color=cmap(j % 10), marker="o", ms=3.5, capsize=2.5, lw=1.3,
+                 ls="--" if m.endswith(":easy") else ("-." if m.endswith(":ccs") else "-"))
     axes[0].errorbar(f, e, yerr=sd, label=m, **style)
     axes[1].errorbar(k, e, yerr=sd, label=m, **style)
   if full:
@@ -245,22 +261,48 @@ def plot(results: dict, path: str) -> None:
       ax.axhline(fe, color="k", lw=0.8, ls=":", label="full data")
   axes[0].set_xlabel("fraction of training set kept")
   axes[0].set_ylabel("test error (%)")
-  axes[0].invert_xaxis()
+  axes[0].set_xlim(1.04, 0.06)
   axes[1].set_xscale("log")
   axes[1].set_yscale("log")
-  from matplotlib.ticker import FormatStrFormatter
-  for axis in (axes[1].yaxis, axes[1].xaxis):
-    axis.set_major_formatter(FormatStrFormatter("%g"))
-    axis.set_minor_formatter(FormatStrFormatter("%g"))
+  axes[0].set_yscale("log")
+  kept = sorted({s["num_kept"] for s in summary})
+  axes[1].set_xticks(kept)
+  axes[1].xaxis.set_major_formatter(FormatStrFormatter("%g"))
+  axes[1].xaxis.set_minor_formatter(FormatStrFormatter(""))
+  axes[1].tick_params(axis="x", which="major", labelsize=7.5)
+  for ax in axes:
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
   axes[1].set_xlabel("number of training examples kept")
   axes[1].set_ylabel("test error (%)")
   for ax in axes:
     ax.grid(alpha=0.3, which="both")
-  axes[0].legend(fontsize=8)
-  budget = results.get("budget")
-  fig.suptitle(f"{results['dataset']}: pruning with {len(results['seeds'])} seeds "
-               f"(mean +- std), budget = fixed {budget}, n={results['num_train']}", fontsize=10)
+  if title is None:
+    title = (f"{results['dataset']} (n={results['num_train']}), "
+             f"{'class-balanced' if results.get('class_balanced') else 'global'} selection, "
+             f"fixed {results.get('budget')} budget, mean +- std over {len(results['seeds'])} seeds")
+  axes[0].set_title(title, fontsize=9, loc="left")
+
+
+def plot(results: dict, path: str) -> None:
+  """Test error vs fraction kept and vs examples kept (log-log) for one sweep."""
+  plot_grid([results], path)
+
+
+def plot_grid(results_list: list, path: str, titles: Optional[list] = None) -> None:
+  """One row of the two panels per sweep result (e.g. global vs class-balanced)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  rows = len(results_list)
+  fig, axes = plt.subplots(rows, 2, figsize=(11, 4.0 * rows), dpi=80, squeeze=False)
+  for r, res in enumerate(results_list):
+    _plot_row(axes[r], res, None if titles is None else titles[r])
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  axes[0][0].legend(handles, labels, fontsize=7.5, loc="upper left", ncol=2)
   fig.tight_layout()
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".png")
   os.close(fd)
   fig.savefig(tmp, format="png")

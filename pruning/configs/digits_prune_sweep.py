@@ -31,7 +31,7 @@ def get_config(arg=None):
   c.class_balanced = False
   c.ccs_beta = 0.1
   c.ccs_strata = 50
-  c.correlate_with = ("input_norm",)
+  c.correlate_with = ("input_norm", "grand@0")  # for Spearman rank correlations only
   s = scores.default_config()
   s.train = None
   s.el2n.update(epoch=2, num_runs=4)

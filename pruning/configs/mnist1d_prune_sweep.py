@@ -41,13 +41,18 @@ def get_config(arg=None):
   # "epochs": num_epochs passes over the subset.
   c.budget = "steps"
   c.num_epochs = ml_collections.config_dict.placeholder(float)
-  c.methods = ("random", "el2n", "el2n:easy", "grand", "forgetting", "prototype")
+  c.methods = ("random", "el2n", "el2n:easy", "el2n:ccs", "grand", "forgetting", "prototype")
   c.fractions = (1.0, 0.5, 0.3, 0.2, 0.1)
   c.seeds = (0, 1, 2)
-  c.class_balanced = False
+  # Per-class selection: on MNIST-1D the EL2N/GraNd difficulty differs so much
+  # between classes that global keep-hard / keep-easy at f=0.3 drop whole
+  # classes (keep-easy keeps 0 examples of classes 4 and 9). False = Data Diet's
+  # global ranking.
+  c.class_balanced = True
   c.ccs_beta = 0.1
   c.ccs_strata = 50
-  c.correlate_with = ("input_norm",)  # extra scores computed only for rank correlations
+  # Extra scores computed only for Spearman rank correlations (grand@0 = GraNd at init).
+  c.correlate_with = ("input_norm", "grand@0")
   s = scores.default_config()
   s.train = None  # = c.train (8 epochs of 125 steps on the full 16,000)
   s.el2n.update(epoch=2, num_runs=4)
