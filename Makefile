@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
-	$(BIN)/python scripts/data_summary.py
+	$(BIN)/python scripts/compare.py --config=experiments/configs/compare.py --workdir=$(WORKDIR)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q tests

@@ -390,6 +390,22 @@ def _make_train_step(model, tx, loss_name: str, crop_padding: int, flip: bool):
   return train_step
 
 
+def _freeze(cfg) -> str:
+  """Hashable key of a (nested) config for the compile cache."""
+  d = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
+  return json.dumps(d, sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_train_step(model, opt_key: str, total_steps: int, spe: int, loss_name: str,
+                         crop_padding: int, flip: bool, devices: tuple):
+  """(tx, lr schedule, pmapped train step), cached so that repeated runs with the same model,
+  optimiser, length and devices (sweep cells) reuse one compilation."""
+  tx, sched = make_optimizer(ml_collections.ConfigDict(json.loads(opt_key)), total_steps, spe)
+  step = _make_train_step(model, tx, loss_name, crop_padding, flip)
+  return tx, sched, parallel.pmap(step, devices, donate_argnums=(0,))
+
+
 def _make_loss_fn(model, loss_name: str):
   """Pmapped per-example eval-mode loss on candidates, gathered over all devices."""
   def fn(state: TrainState, batch):
@@ -457,7 +473,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str]
 
   model = create_model(config.model, num_classes=data.num_classes)
   train_model = model.clone(bn_axis_name=parallel.AXIS) if hasattr(model, "bn_axis_name") else model
-  tx, sched = make_optimizer(_get(config, "optimizer"), total_steps, spe)
+  aug = _get(config, "augment")
+  opt_cfg = _get(config, "optimizer")
+  # Steps per epoch only enter the schedule through warmup_epochs; keep them out
+  # of the compile-cache key otherwise, so subsets of any size share a compile.
+  spe_key = spe if float(_get(opt_cfg, "warmup_epochs", 0) or 0) else 1
+  tx, sched, p_train = _compiled_train_step(
+      train_model, _freeze(opt_cfg), total_steps, spe_key, loss_name,
+      int(_get(aug, "crop_padding", 0)), bool(_get(aug, "flip", False)), tuple(devices))
   state = create_train_state(config, model, train_ds.example_shape, seed, tx=tx)
 
   x_train = train_ds.x
@@ -490,10 +513,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str]
         history = [r for r in map(json.loads, filter(str.strip, f)) if r.get("step", 0) <= start_step]
     _write_json_lines(metrics_path, history, mode="w")
 
-  p_train = parallel.pmap(
-      _make_train_step(train_model, tx, loss_name, int(_get(_get(config, "augment"), "crop_padding", 0)),
-                       bool(_get(_get(config, "augment"), "flip", False))),
-      devices, donate_argnums=(0,))
   p_loss = parallel.pmap(_make_loss_fn(model, loss_name), devices) if selection else None
   rstate = parallel.replicate(state, devices)
 
