@@ -65,6 +65,7 @@ def _atomic_write(path: str, text: str) -> None:
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
   with os.fdopen(fd, "w") as f:
     f.write(text)
+  os.chmod(tmp, 0o644)
   os.replace(tmp, path)
 
 
@@ -307,4 +308,5 @@ def plot_grid(results_list: list, path: str, titles: Optional[list] = None) -> N
   os.close(fd)
   fig.savefig(tmp, format="png")
   plt.close(fig)
+  os.chmod(tmp, 0o644)
   os.replace(tmp, path)
