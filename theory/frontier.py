@@ -1,0 +1,79 @@
+"""Derived quantities of the replica theory: Pareto frontier, crossovers, optimal keep fraction.
+
+All functions take 1-d numpy grids and return numpy arrays; eps values come from
+:func:`theory.replica.solve_replica`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from theory.replica import solve_replica
+
+
+def asymptotic_constant(alpha=1e4):
+    """c in the power law eps ~ c / alpha of the unpruned (f = 1) max-margin student.
+
+    Evaluated as alpha * eps(alpha) at large alpha (1e4): c = 0.5005 (classic
+    maximal-stability teacher-student perceptron value ~0.50).
+    """
+    return float(alpha * solve_replica(alpha, 1.0, 0.0, "hard")["eps"])
+
+
+def eps_grid(alpha_prune, fractions, theta=0.0, keeps=("hard", "easy")):
+    """eps on the grid: dict keep -> array (len(fractions), len(alpha_prune))."""
+    a = np.asarray(alpha_prune, float)[None, :]
+    f = np.asarray(fractions, float)[:, None]
+    return {k: solve_replica(a, f, theta, k)["eps"] for k in keeps}
+
+
+def pareto_frontier(alpha_prune, fractions, theta=0.0, keeps=("hard", "easy")):
+    """Minimum of eps over keep fraction f (and keep rule) at each alpha_prune.
+
+    Here alpha_prune is the size of the *pruned* set and the pool is assumed as large as
+    needed (alpha_tot = alpha_prune / f).  Returns dict(eps, f_opt, keep_opt) of shape
+    (len(alpha_prune),), plus ``decay_rate``: slope of -log(eps) vs alpha_prune over the
+    upper half of the grid (exponential scaling eps ~ exp(-rate * alpha) for theta = 0).
+    """
+    grid = eps_grid(alpha_prune, fractions, theta, keeps)
+    stack = np.stack([grid[k] for k in keeps])  # (K, F, A)
+    flat = stack.reshape(-1, stack.shape[-1])
+    best = np.argmin(flat, axis=0)
+    k_idx, f_idx = np.unravel_index(best, stack.shape[:2])
+    eps = flat[best, np.arange(flat.shape[1])]
+    a = np.asarray(alpha_prune, float)
+    upper = a >= np.median(a)
+    rate = -np.polyfit(a[upper], np.log(eps[upper]), 1)[0]
+    return dict(eps=eps, f_opt=np.asarray(fractions)[f_idx], keep_opt=np.asarray(keeps)[k_idx],
+                decay_rate=float(rate))
+
+
+def crossover_alpha(f, alpha_prune=np.geomspace(0.2, 20, 120), theta=0.0):
+    """alpha_prune where keep-hard starts beating keep-easy at keep fraction f (nan if none).
+
+    Keep-easy is better for scarce data (small alpha), keep-hard for abundant data.
+    """
+    g = eps_grid(alpha_prune, [f], theta)
+    diff = g["hard"][0] - g["easy"][0]  # > 0: easy better
+    sign_change = np.flatnonzero((diff[:-1] > 0) & (diff[1:] <= 0))
+    if sign_change.size == 0:
+        return float("nan")
+    i = sign_change[0]
+    a = np.log(alpha_prune)
+    return float(np.exp(a[i] - diff[i] * (a[i + 1] - a[i]) / (diff[i + 1] - diff[i])))
+
+
+def optimal_fraction(alpha_tot, fractions, theta=0.0, keeps=("hard", "easy")):
+    """Best keep fraction at fixed pool size alpha_tot (alpha_prune = f alpha_tot).
+
+    Returns dict(f_opt, keep_opt, eps) of shape (len(alpha_tot),), and ``eps_grid``
+    dict keep -> (len(fractions), len(alpha_tot)).
+    """
+    at = np.asarray(alpha_tot, float)[None, :]
+    f = np.asarray(fractions, float)[:, None]
+    grid = {k: solve_replica(f * at, f, theta, k)["eps"] for k in keeps}
+    stack = np.stack([grid[k] for k in keeps])
+    flat = stack.reshape(-1, stack.shape[-1])
+    best = np.argmin(flat, axis=0)
+    k_idx, f_idx = np.unravel_index(best, stack.shape[:2])
+    return dict(f_opt=np.asarray(fractions)[f_idx], keep_opt=np.asarray(keeps)[k_idx],
+                eps=flat[best, np.arange(flat.shape[1])], eps_grid=grid)
