@@ -9,6 +9,7 @@ chunks of `chunk_size` examples per device, pmapped over local devices); the
 loop is `pruning.scores.grand_loop` (one jitted gradient per example). Prints
 examples/s of both and their ratio, and checks that the scores agree.
 """
+import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 import time
 
 import jax

@@ -9,6 +9,7 @@ On a GPU/TPU host it uses the real accelerators (--devices is ignored).
 Times the pmapped train step only (host batch assembly + transfer included),
 after a warm-up that compiles it; no evaluation, no checkpoints.
 """
+import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 import os
 import sys
 import time

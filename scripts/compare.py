@@ -2,6 +2,7 @@
 
     python scripts/compare.py --config=experiments/configs/compare.py --workdir=runs/compare
 """
+import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 from absl import app, flags
 from ml_collections import config_flags
 

@@ -8,14 +8,8 @@ DIR/kip/ipc<k>_seed<s>/{kip_ckpt.npz,kip_log.jsonl} and
 DIR/distilled_ipc<k>_seed<s>.png. Rerunning with the same DIR resumes (KIP from
 its checkpoints; finished rows are reused).
 """
+import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 import json
-import os
-import sys
-
-# This file is named like the `distill` package: drop scripts/ from the import
-# path so `import distill` finds the package, not this script.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 from absl import app, flags, logging
 from ml_collections import config_flags

@@ -5,6 +5,7 @@
 
 Thin wrapper over `pruning.sweep.run_sweep`; resumable (same --workdir).
 """
+import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 from absl import app, flags
 from ml_collections import config_flags
 

@@ -2,6 +2,7 @@
 
     python scripts/rholoss.py --config=pruning/configs/mnist1d_rholoss.py --workdir=/tmp/rholoss
 """
+import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 import json
 
 from absl import app, flags

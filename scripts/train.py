@@ -8,6 +8,7 @@ rerunning with the same DIR resumes from the last checkpoint. Several processes:
 set PRUNE_COORDINATOR_ADDRESS / PRUNE_NUM_PROCESSES / PRUNE_PROCESS_ID (or the
 --coordinator_address / --num_processes / --process_id flags) in every process.
 """
+import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 import json
 
 from absl import app, flags, logging
