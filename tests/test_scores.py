@@ -113,12 +113,13 @@ def test_grand_chunked_pmapped_equals_loop_and_device_count(n_devices, model_cfg
   assert (ref > 0).all()
 
 
-def test_grand_via_compute_scores_1_vs_8_devices():
+@pytest.mark.parametrize("method", ["grand", "el2n"])
+def test_trained_scores_1_vs_8_devices(method):
   data = _splits()
   out = {}
   for nd in (1, 8):
-    cfg = dict(train=_train_cfg(num_devices=nd), grand=dict(epoch=1, num_runs=2, chunk_size=4))
-    out[nd] = scores.compute_scores("grand", data, cfg)
+    cfg = {"train": _train_cfg(num_devices=nd), method: dict(epoch=1, num_runs=2, chunk_size=4)}
+    out[nd] = scores.compute_scores(method, data, cfg)
   assert out[1].per_run.shape == (2, 60)
   # Same seeds, same data order; the training itself is data-parallel over 8
   # devices (pmean of gradients), so only float reassociation differs.
