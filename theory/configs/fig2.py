@@ -1,0 +1,40 @@
+"""Figure 2: imperfect probe (theta > 0): breakdown of exponential scaling, optimal f.
+
+Command (repo root):
+    .venv/bin/python scripts/theory.py --config=theory/configs/fig2.py --workdir=/tmp/theory_fig2
+    .venv/bin/python scripts/theory.py --config=theory/configs/fig2.py:quick --workdir=/tmp/q
+
+Writes fig2.png and fig2.json.  Expected result (full config, ~5-10 min on 2 busy cores):
+at theta = 10 deg, keep-hard learning curves with small f flatten at large alpha_prune
+(simulation points on theory lines); Pareto frontiers for theta > 0 depart from the
+exponential theta = 0 frontier and bend back towards a power law; the optimal keep
+fraction at fixed pool size alpha_tot decreases monotonically for theta = 0 but, for
+theta > 0, stops decreasing and rises again at large alpha_tot (one must keep more data).
+"""
+import ml_collections
+
+
+def get_config(arg=None):
+    c = ml_collections.ConfigDict()
+    c.figure = "fig2"
+    c.n = 200
+    c.num_seeds = 4
+    c.seed = 0
+    c.theta_demo_deg = 10.0
+    c.fractions = [1.0, 0.4, 0.1]
+    c.alpha_sim = [1.0, 2.0, 4.0, 8.0]
+    c.alpha_min, c.alpha_max, c.num_alpha = 0.5, 40.0, 30
+    c.thetas_deg = [0.0, 10.0, 20.0, 30.0]
+    c.frontier_fractions_num = 16
+    c.frontier_f_min = 0.05
+    c.alpha_tot = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0]
+    if arg == "quick":
+        c.n = 100
+        c.num_seeds = 2
+        c.fractions = [1.0, 0.3]
+        c.alpha_sim = [2.0, 6.0]
+        c.num_alpha = 12
+        c.thetas_deg = [0.0, 20.0]
+        c.frontier_fractions_num = 8
+        c.alpha_tot = [2.0, 10.0, 50.0]
+    return c
