@@ -11,8 +11,9 @@
   4. writes results.csv / results.json, the plots and report.md / report.html.
 
 Budgets: `per_class_budgets` (k examples of every class, exactly; all methods
-incl. distillation) and `fractions` of the training set (pruning only; no class
-balancing, as in Data Diet). A rerun with the same workdir skips finished cells.
+incl. distillation) and `fractions` of the training set (pruning only). Every
+selection is class-balanced (fractions are rounded per class), like the
+distilled sets, so curves compare like with like. A rerun with the same workdir skips finished cells.
 Identical subsets (e.g. every method at fraction 1.0) are trained once: cells are
 cached by the hash of their example ids.
 """
@@ -85,6 +86,7 @@ def validate(config, train: data_lib.ArrayDataset) -> None:
 
 def plan_cells(config, train: data_lib.ArrayDataset) -> list[Cell]:
   n, c = len(train), train.num_classes
+  class_sizes = np.bincount(train.labels, minlength=c)
   cells = []
   for seed in config.seeds:
     for k in config.per_class_budgets:
@@ -95,7 +97,7 @@ def plan_cells(config, train: data_lib.ArrayDataset) -> list[Cell]:
       for m in config.distill_methods:
         cells.append(Cell(m, "-", budget, int(k), budget / n, int(seed)))
     for f in config.fractions:
-      budget = select_lib.num_keep(f, n)
+      budget = sum(select_lib.num_keep(f, int(n_c)) for n_c in class_sizes)
       for m in config.pruning_methods:
         for mode in (("-",) if m == "random" else config.modes):
           cells.append(Cell(m, mode, budget, -1, float(f), int(seed)))
@@ -117,9 +119,11 @@ def keep_ids(cell: Cell, score: Optional[scores_lib.ScoreResult], train: data_li
                                        ccs_beta=config.ccs_beta))
     return np.concatenate(out)
   if cell.method == "random":
-    return select_lib.select_ids(np.zeros(len(train)), train.ids, fraction=cell.fraction,
-                                 mode="random", seed=cell.seed)
-  return select_lib.select_ids(score.scores, score.ids, fraction=cell.fraction, mode=cell.mode,
+    return select_lib.select_ids(np.zeros(len(train)), train.ids, train.labels,
+                                 fraction=cell.fraction, mode="random", class_balanced=True,
+                                 seed=cell.seed)
+  return select_lib.select_ids(score.scores, score.ids, train.subset(score.ids).labels,
+                               fraction=cell.fraction, mode=cell.mode, class_balanced=True,
                                seed=cell.seed, ccs_beta=config.ccs_beta)
 
 
@@ -225,6 +229,24 @@ def theory_curves(config) -> dict:
   return out
 
 
+def protocol_notes(config, data) -> str:
+  t = config.train
+  text = (
+      f"Dataset `{data.name}`: {len(data.train)} train / {len(data.test)} test examples, "
+      f"{data.num_classes} classes; seeds {list(config.seeds)}. Every set is class-balanced. "
+      f"Pruned sets: the network `{t.model.name}` trained for {t.num_steps} steps with "
+      f"cross-entropy (batch {t.batch_size}, {t.optimizer.name} lr {t.optimizer.lr}). "
+      f"Distilled sets: the same network and steps, MSE on the learned labels, output centred "
+      f"at initialisation. Kernel regression: {config.distill.kernel.architecture.upper()} "
+      f"{config.distill.kernel.kernel_type.upper()} (depth {config.distill.kernel.depth}), "
+      f"reg {config.distill.kip.reg} x mean diagonal. KIP: {config.distill.kip.steps} Adam "
+      f"steps, lr {config.distill.kip.lr}. Scores (EL2N, GraNd, forgetting, prototypes) are "
+      f"computed once on the full training set, so keep-hard / keep-easy sets are the same for "
+      f"every seed (seeds change the network's initialisation and data order, and the random "
+      f"and distilled sets); that is why their kernel-regression spread is 0.")
+  return text + ("\n\n" + config.notes if config.get("notes") else "")
+
+
 def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   """Runs (or resumes) the comparison and writes the report; returns the rows."""
   data = data_lib.load_dataset(**config.dataset)
@@ -256,6 +278,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
           rows, theory_curves(config), os.path.join(workdir, "theory_vs_measured.png"),
           data.name, len(data.train)),
   }
-  report.write_report(rows, workdir, dataset=data.name, config_json=config.to_json_best_effort(indent=1),
-                      plots=plots, notes=config.get("notes", ""))
+  report.write_report(rows, workdir, dataset=data.name,
+                      config_json=config.to_json_best_effort(indent=1), plots=plots,
+                      notes=protocol_notes(config, data))
   return rows

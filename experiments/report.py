@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 EVALS = (("network_accuracy", "finite network"), ("krr_accuracy", "kernel regression (NTK)"))
-CSV_FIELDS = ("method", "mode", "family", "budget", "per_class", "fraction", "seed",
+CSV_FIELDS = ("method", "mode", "family", "budget", "num_examples", "per_class", "fraction", "seed",
               "network_accuracy", "krr_accuracy", "seconds")
 
 
@@ -77,13 +77,21 @@ def _loglog(ax):
   ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels overlap
 
 
+METHOD_COLORS = {"random": "black", "el2n": "tab:red", "grand": "tab:purple",
+                 "forgetting": "tab:brown", "prototype": "tab:green", "input_norm": "tab:gray",
+                 "kip": "tab:blue", "label_solve": "tab:orange"}
+
+
 def _style(lab: str, family: str):
+  """One colour per method; keep-hard solid circles, keep-easy dashed squares."""
+  color = METHOD_COLORS.get(lab.split(" ")[0])
   if family == "distillation":
-    return dict(marker="*", linestyle="-", linewidth=2.2, markersize=10)
+    return dict(marker="*", linestyle="-", linewidth=2.4, markersize=11, color=color)
   if lab.startswith("random"):
-    return dict(marker="o", linestyle="-", color="black", linewidth=2)
-  return dict(marker="o" if "hard" in lab else "s",
-              linestyle="-" if "hard" in lab else "--", markersize=5)
+    return dict(marker="o", linestyle="-", color="black", linewidth=2.2)
+  easy = "easy" in lab
+  return dict(marker="s" if easy else "o", linestyle="--" if easy else "-", markersize=5,
+              color=color, linewidth=1.4)
 
 
 def plot_error_vs_budget(rows, path: str, dataset: str) -> str:

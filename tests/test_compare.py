@@ -8,6 +8,7 @@ import pytest
 from experiments import compare
 from experiments.configs import compare as compare_config
 from pruning import data as data_lib
+from pruning import select as select_lib
 
 
 def tiny_config():
@@ -33,10 +34,14 @@ def test_quick_report_rows_and_cache(tmp_path):
   with open(os.path.join(workdir, "results.csv")) as fh:
     csv_rows = list(csv.DictReader(fh))
   got = {(r["method"], r["mode"], int(r["budget"])) for r in csv_rows}
+  # Fraction budgets are class-balanced: rounded within each class.
+  half = sum(select_lib.num_keep(0.5, int(n_c))
+             for n_c in np.bincount(data_lib.load_dataset("digits").train.labels))
   expected = {("random", "-", 50), ("el2n", "hard", 50), ("el2n", "easy", 50),
               ("kip", "-", 50), ("label_solve", "-", 50),
-              ("random", "-", 719), ("el2n", "hard", 719), ("el2n", "easy", 719)}
+              ("random", "-", half), ("el2n", "hard", half), ("el2n", "easy", half)}
   assert got == expected
+  assert all(int(r["budget"]) == int(r["num_examples"]) for r in csv_rows)
   for r in csv_rows:
     for key in ("network_accuracy", "krr_accuracy"):
       acc = float(r[key])
