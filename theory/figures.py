@@ -74,11 +74,17 @@ def figure1(config):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, title="lines: theory, dots: sim. N=%d" % config.n, title_fontsize=8)
     ax = axes[2]
-    ax.plot(alpha_front, front["eps"], "k-", lw=2, label=f"Pareto frontier (best keep rule, f ≥ {config.frontier_f_min:g})")
+    data["frontier_by_f_min"] = {}
+    for f_min, ls in zip(config.frontier_f_mins, ["-", "--", "-."]):
+        fr_i = frontier.pareto_frontier(alpha_front, np.geomspace(f_min, 1.0, config.frontier_fractions_num), 0.0)
+        data["frontier_by_f_min"][str(f_min)] = fr_i["eps"]
+        ax.plot(alpha_front, fr_i["eps"], "k", ls=ls, lw=2, label=f"Pareto frontier, f ≥ {f_min:g}")
     ax.plot(alpha_front, solve_replica(alpha_front, 1.0)["eps"], color="tab:blue", lw=2, label="no pruning (f = 1)")
     ax.plot(alpha_front, c / alpha_front, ":", color="tab:red", lw=2, label=f"power law {c:.3f}/$\\alpha$")
-    ax.set(yscale="log", xlabel=r"$\alpha_{prune}$ (linear axis)", ylabel=r"test error $\epsilon$",
-           title="Pareto frontier vs power law (log-linear axes)")
+    ax.axvline(2.0, color="gray", lw=1)
+    ax.text(2.1, 1.5e-3, "capacity $\\alpha$=2:\nas f → 0 the frontier\ndrops to 0 here", fontsize=8, color="gray")
+    ax.set(yscale="log", ylim=(1e-3, 1.0), xlabel=r"$\alpha_{prune}$ (linear axis)", ylabel=r"test error $\epsilon$",
+           title="Pareto frontier (best f and keep rule) vs power law")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.suptitle("Teacher-student perceptron: data pruning with a perfect probe (replica theory vs simulation)")

@@ -192,6 +192,14 @@ def _solve_batch(alpha, f, theta, keep, n_p, n_o, max_newton=40):
         better = kap > best_k
         best_k, best_psi = np.where(better, kap, best_k), np.where(better, psi, best_psi)
     psi, chi, kappa = best_psi, np.zeros(B), best_k
+    if two_d:  # also scan the angle chi in the (u, w) plane (S = sin(psi) sin(chi))
+        for chi_g in np.linspace(-1.2, 1.2, 9):
+            for psi_s in (0.7, 1.0, 1.4):
+                cand_psi, cand_chi = np.minimum(best_psi * psi_s, 1.5), np.full(B, chi_g)
+                k = _kappa_star(alpha, cand_psi, cand_chi, yt, yv, w, kappa0=kappa)
+                better = k > kappa
+                psi, chi, kappa = (np.where(better, cand_psi, psi), np.where(better, cand_chi, chi),
+                                   np.where(better, k, kappa))
     # --- safeguarded Newton ascent on kappa*(psi, chi)
     for _ in range(max_newton):
         g = np.stack(_grad_kappa(alpha, psi, chi, kappa, yt, yv, w), -1)  # (B, 2)
@@ -245,7 +253,7 @@ def _solve_batch(alpha, f, theta, keep, n_p, n_o, max_newton=40):
                 residual=np.max(np.abs(np.stack([G, G_R, G_S])), axis=0))
 
 
-def solve_replica(alpha_prune, f=1.0, theta=0.0, keep="hard", n_p=8, n_o=6, batch_size=256):
+def solve_replica(alpha_prune, f=1.0, theta=0.0, keep="hard", n_p=8, n_o=6, batch_size=32):
     """Solve the saddle-point equations for the max-margin student on pruned data.
 
     Args:
@@ -272,6 +280,12 @@ def solve_replica(alpha_prune, f=1.0, theta=0.0, keep="hard", n_p=8, n_o=6, batc
             res = _solve_batch(a[sl], ff[sl], th[sl], keep, n_p, n_o)
             for k in out:
                 out[k][sl] = res[k]
+            # a problem whose Newton ascent stalled in the batch is re-solved on its own
+            for i in sl[res["residual"] > 1e-8]:
+                single = _solve_batch(a[i:i + 1], ff[i:i + 1], th[i:i + 1], keep, n_p, n_o)
+                if single["residual"][0] < out["residual"][i]:
+                    for k in out:
+                        out[k][i] = single[k][0]
     return {k: v.reshape(shape) for k, v in out.items()}
 
 

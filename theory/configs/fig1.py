@@ -25,6 +25,7 @@ def get_config(arg=None):
     c.frontier_fractions_num = 40  # f grid geomspace(frontier_f_min, 1) for the Pareto frontier
     c.frontier_f_min = 0.05  # pool at most 20x the kept set (f -> 0 makes eps -> 0 beyond alpha_prune = 2)
     c.frontier_alpha_max = 30.0
+    c.frontier_f_mins = [0.5, 0.2, 0.05]  # panel C: frontier restricted to f >= f_min
     if arg == "quick":
         c.n = 100
         c.num_seeds = 2

@@ -23,11 +23,11 @@ def get_config(arg=None):
     c.theta_demo_deg = 10.0
     c.fractions = [1.0, 0.4, 0.1]
     c.alpha_sim = [1.0, 2.0, 4.0, 8.0]
-    c.alpha_min, c.alpha_max, c.num_alpha = 0.5, 40.0, 30
-    c.thetas_deg = [0.0, 10.0, 20.0, 30.0]
-    c.frontier_fractions_num = 16
+    c.alpha_min, c.alpha_max, c.num_alpha = 0.5, 40.0, 20
+    c.thetas_deg = [0.0, 10.0, 25.0]
+    c.frontier_fractions_num = 10
     c.frontier_f_min = 0.05
-    c.alpha_tot = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0]
+    c.alpha_tot = [1.0, 3.0, 10.0, 30.0, 100.0, 300.0]
     if arg == "quick":
         c.n = 100
         c.num_seeds = 2
