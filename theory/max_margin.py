@@ -25,8 +25,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.experimental import enable_x64
 from threadpoolctl import threadpool_limits
+
+
+def enable_x64():
+    """float64 context: `jax.enable_x64(True)` on newer JAX (where
+    `jax.experimental.enable_x64` is gone), the experimental one on JAX 0.5."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64 as experimental_enable_x64
+    return experimental_enable_x64()
 
 
 @partial(jax.jit, static_argnames=("max_sweeps",))
