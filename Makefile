@@ -18,6 +18,6 @@ demo: $(BIN)/.installed
 	$(BIN)/python scripts/compare.py --config=experiments/configs/compare.py --workdir=$(WORKDIR)
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 tests
 
 .PHONY: install demo test

@@ -95,3 +95,15 @@ def test_keep_ids_per_class_budget_is_exact():
   easy = compare.keep_ids(compare.Cell("input_norm", "easy", 70, 7, 0.05, 0), score, train, cfg)
   s = dict(zip(score.ids, score.scores))
   assert np.mean([s[i] for i in hard]) > np.mean([s[i] for i in easy])
+
+
+@pytest.mark.parametrize("module", ["compare", "compare_mnist1d", "compare_cifar10"])
+def test_every_comparison_config_resolves(module):
+  import importlib
+  mod = importlib.import_module(f"experiments.configs.{module}")
+  c = mod.get_config()
+  assert c.train.num_steps > 0 and c.distill.finite.num_steps == c.train.num_steps
+  assert set(c.pruning_methods) <= set(compare.PRUNING_METHODS)
+  assert os.path.exists(c.distill.finite.trainer_config)
+  with pytest.raises(ValueError, match="unknown config arg 'fast'"):
+    mod.get_config("fast")

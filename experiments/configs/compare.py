@@ -24,9 +24,28 @@ import ml_collections
 from pruning.configs import digits_cnn, digits_mlp
 
 
-def get_config(arg=None):
+def fixed_steps(train_config, num_steps: int):
+  """A trainer config shortened to a fixed number of steps, quiet, no checkpoints."""
+  t = train_config
+  t.num_epochs = None
+  t.num_steps = num_steps
+  t.progress_bar = False
+  t.checkpoint = False
+  t.log_every_steps = 100
+  return t
+
+
+def comparison_config(*, dataset: dict, train, train_config_path: str, score_train,
+                      kernel: dict) -> ml_collections.ConfigDict:
+  """The fields every comparison has; dataset-specific configs fill the arguments.
+
+  train: trainer config every kept / distilled set is evaluated with (its
+  module path is `train_config_path`, which distill/ loads for the support
+  sets); score_train: trainer config of the scoring runs; kernel: the
+  neural-tangents kernel of KIP, Label Solve and kernel regression.
+  """
   c = ml_collections.ConfigDict()
-  c.dataset = dict(name="digits", normalization="standardize")
+  c.dataset = dataset
   c.per_class_budgets = (1, 5, 10, 50)
   c.fractions = (0.25, 0.5, 1.0)
   c.seeds = (0, 1, 2)
@@ -36,51 +55,54 @@ def get_config(arg=None):
   c.ccs_beta = 0.1
   c.progress_bar = True
   c.notes = ""
-
-  # The network every kept / distilled set is evaluated with (fixed steps).
-  t = digits_mlp.get_config()
-  t.num_epochs = None
-  t.num_steps = 400
-  t.progress_bar = False
-  t.checkpoint = False
-  t.log_every_steps = 100
-  c.train = t
-
-  # Network used to compute EL2N / GraNd / forgetting scores on the full set.
-  s = digits_cnn.get_config()
-  s.num_epochs = 10
-  s.progress_bar = False
-  s.checkpoint = False
-  c.score_train = s
+  c.train = train
+  c.score_train = score_train
   c.scores = dict(el2n=dict(epoch=3, num_runs=4), grand=dict(epoch=0, num_runs=4, chunk_size=64),
                   forgetting=dict(num_runs=1),
                   prototype=dict(embedding="pca", dim=32, k=10, centroids="kmeans",
                                  normalize=True, n_init=3),
                   seed=0)
-
-  # Distillation (distill/configs/digits_kip_fc.py format): kernel, KIP, Label
-  # Solve, and the finite network trained on the support set - the same CNN and
-  # number of steps as above, MSE on the learned soft labels, centred at init.
+  # Distillation (distill/configs/*.py format): kernel, KIP, Label Solve, and the
+  # finite network trained on the support set - the same network and number of
+  # steps as `train`, MSE on the learned soft labels, centred at init.
   c.distill = dict(
-      kernel=dict(architecture="fc", depth=1, kernel_type="ntk"),
+      kernel=kernel,
       kip=dict(steps=400, lr=0.01, reg=1e-6, learn_labels=False, target_per_class=50,
                log_every=50, eval_every=0, checkpoint_every=100, kernel_batch_size=256),
       label_solve=dict(target_per_class=0),
-      finite=dict(trainer_config="pruning/configs/digits_mlp.py", num_steps=t.num_steps,
-                  batch_size=t.batch_size, lr=t.optimizer.lr, center_at_init=True))
-
+      finite=dict(trainer_config=train_config_path, num_steps=train.num_steps,
+                  batch_size=train.batch_size, lr=train.optimizer.lr, center_at_init=True))
   # Theory panel: replica curves at theta = 0.
   c.theory = dict(alpha_range=(0.3, 10.0), num_alpha=30, fractions=(1.0, 0.5, 0.2))
+  return c
 
+
+def shrink_for_quick(c) -> None:
+  c.per_class_budgets = (5, 20)
+  c.fractions = (0.5,)
+  c.seeds = (0,)
+  c.train.num_steps = 120
+  c.distill.finite.num_steps = 120
+  c.score_train.num_epochs = 3
+  c.scores.el2n = dict(epoch=2, num_runs=2)
+  c.scores.grand = dict(epoch=0, num_runs=2, chunk_size=64)
+  c.distill.kip.steps = 40
+  c.theory.num_alpha = 12
+
+
+def get_config(arg=None):
+  score_train = digits_cnn.get_config()
+  score_train.num_epochs = 10
+  score_train.progress_bar = False
+  score_train.checkpoint = False
+  c = comparison_config(
+      dataset=dict(name="digits", normalization="standardize"),
+      train=fixed_steps(digits_mlp.get_config(), 400),
+      train_config_path="pruning/configs/digits_mlp.py",
+      score_train=score_train,
+      kernel=dict(architecture="fc", depth=1, kernel_type="ntk"))
   if arg == "quick":
-    c.per_class_budgets = (5, 20)
-    c.fractions = (0.5,)
-    c.seeds = (0,)
-    c.train.num_steps = 120
-    c.distill.finite.num_steps = 120
-    c.score_train.num_epochs = 3
-    c.scores.el2n = dict(epoch=2, num_runs=2)
-    c.scores.grand = dict(epoch=0, num_runs=2, chunk_size=64)
-    c.distill.kip.steps = 40
-    c.theory.num_alpha = 12
+    shrink_for_quick(c)
+  elif arg not in (None, ""):
+    raise ValueError(f"unknown config arg {arg!r}; use '' or 'quick'")
   return c
