@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io
 import json
@@ -25,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from distill import kernels, kip, krr, label_solve
+from pruning.files import atomic_save_npz, atomic_savefig, atomic_write_text
 
 METHODS = ("random", "label_solve", "kip")
 
@@ -132,12 +132,7 @@ def load_config_module(spec: str):
 # Files.
 
 
-def _atomic_write(path: str, text: str) -> None:
-  kip.atomic_write_text(path, text)
-
-
 def save_support(path: str, support: kip.SupportSet) -> None:
-  from pruning.data import atomic_save_npz
   s = support.to_numpy()
   atomic_save_npz(path, x=s.x, y=s.y, labels=s.labels, init_ids=s.init_ids)
 
@@ -148,7 +143,7 @@ def load_support(path: str) -> kip.SupportSet:
 
 
 def write_results(workdir: str, rows: list) -> None:
-  _atomic_write(os.path.join(workdir, "results.json"), json.dumps(rows, indent=1) + "\n")
+  atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(rows, indent=1) + "\n")
   keys = []
   for r in rows:
     keys += [k for k in r if k not in keys]
@@ -156,7 +151,7 @@ def write_results(workdir: str, rows: list) -> None:
   w = csv.DictWriter(buf, fieldnames=keys)
   w.writeheader()
   w.writerows(rows)
-  _atomic_write(os.path.join(workdir, "results.csv"), buf.getvalue())
+  atomic_write_text(os.path.join(workdir, "results.csv"), buf.getvalue())
 
 
 def summarize(rows: list) -> list:
@@ -233,10 +228,7 @@ def plot_supports(initial: kip.SupportSet, distilled: kip.SupportSet, path: str,
     fig.subplots_adjust(hspace=0.1, wspace=0.05)
   if title:
     fig.suptitle(title, fontsize=10)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110, bbox_inches="tight")
-  plt.close(fig)
-  os.replace(tmp, path)
+  atomic_savefig(fig, path, dpi=110, bbox_inches="tight")
 
 
 # ----------------------------------------------------------------------------
@@ -323,5 +315,5 @@ def run_distillation(config, workdir: Optional[str] = None, *, data=None,
                             f"{kcfg.get('kernel_type')} (seed {seed})")
   if workdir:
     write_results(workdir, rows)
-    _atomic_write(os.path.join(workdir, "summary.json"), json.dumps(summarize(rows), indent=1) + "\n")
+    atomic_write_text(os.path.join(workdir, "summary.json"), json.dumps(summarize(rows), indent=1) + "\n")
   return rows

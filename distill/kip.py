@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Callable, Optional
 
 import flax.struct
@@ -29,6 +28,7 @@ import optax
 
 from distill import kernels
 from distill import krr
+from pruning.files import atomic_save_npz, atomic_write_text
 
 CKPT_NAME = "kip_ckpt.npz"
 LOG_NAME = "kip_log.jsonl"
@@ -177,17 +177,8 @@ def make_kip_step(kernel_fn: Callable, optimizer, reg: float, learn_labels: bool
 # Checkpoints and logs.
 
 
-def atomic_write_text(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-  with os.fdopen(fd, "w") as fh:
-    fh.write(text)
-  os.replace(tmp, path)
-
-
 def save_checkpoint(path: str, state: KIPState, support: SupportSet, meta: dict) -> None:
   """Support set + Adam state as npz, written to a temp file then os.replace'd."""
-  from pruning.data import atomic_save_npz
   leaves = jax.tree_util.tree_leaves(state.opt_state)
   atomic_save_npz(path, x=np.asarray(state.x), y=np.asarray(state.y),
                   step=np.asarray(state.step), labels=np.asarray(support.labels),

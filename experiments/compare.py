@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from experiments import report
+from pruning.files import atomic_write_text
 from pruning import data as data_lib
 from pruning import scores as scores_lib
 from pruning import select as select_lib
@@ -252,7 +253,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
   data = data_lib.load_dataset(**config.dataset)
   validate(config, data.train)
   os.makedirs(workdir, exist_ok=True)
-  report.atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
+  atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
   cells = plan_cells(config, data.train)
   scores = {}
   for m in config.pruning_methods:

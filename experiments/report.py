@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections import defaultdict
 
 import matplotlib
@@ -23,20 +22,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from pruning.files import atomic_savefig, atomic_write_text  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 EVALS = (("network_accuracy", "finite network"), ("krr_accuracy", "kernel regression (NTK)"))
 CSV_FIELDS = ("method", "mode", "family", "budget", "num_examples", "per_class", "fraction", "seed",
               "network_accuracy", "krr_accuracy", "seconds")
-
-
-def atomic_write_text(path: str, text: str) -> None:
-  d = os.path.dirname(path) or "."
-  os.makedirs(d, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-  with os.fdopen(fd, "w") as fh:
-    fh.write(text)
-  os.replace(tmp, path)
 
 
 def write_csv(rows, path: str) -> None:
@@ -110,9 +101,7 @@ def plot_error_vs_budget(rows, path: str, dataset: str) -> str:
   axes[1].legend(fontsize=7.5, loc="best", ncol=1)
   fig.suptitle("Test error vs data budget (mean ± std over seeds)")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return atomic_savefig(fig, path, dpi=110)
 
 
 def frontier(rows, key: str):
@@ -144,9 +133,7 @@ def plot_frontier(rows, path: str, dataset: str) -> str:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return atomic_savefig(fig, path, dpi=110)
 
 
 def plot_theory_beside_measured(rows, theory_curves: dict, path: str, dataset: str,
@@ -178,9 +165,7 @@ def plot_theory_beside_measured(rows, theory_curves: dict, path: str, dataset: s
   fig.suptitle("Theory regimes beside measured pruning curves: keep-easy wins when data is "
                "scarce, keep-hard when it is abundant")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return atomic_savefig(fig, path, dpi=110)
 
 
 def markdown_table(rows, key: str) -> str:

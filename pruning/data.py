@@ -25,10 +25,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import tempfile
 from typing import Optional, Sequence
 
 import numpy as np
+
+from pruning.files import atomic_save_npz
 
 BUNDLED = ("digits", "mnist1d")
 NORMALIZATIONS = ("none", "standardize", "per_channel")
@@ -192,15 +193,6 @@ def digits_arrays():
 def _cache_dir() -> str:
   return os.environ.get("PRUNE_DISTILL_CACHE",
                         os.path.join(os.path.expanduser("~"), ".cache", "prune_distill"))
-
-
-def atomic_save_npz(path: str, **arrays) -> None:
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".npz.tmp")
-  os.close(fd)
-  with open(tmp, "wb") as fh:
-    np.savez(fh, **arrays)
-  os.replace(tmp, path)
 
 
 def mnist1d_arrays(num_train: int = 4000, num_test: int = 1000, seed: int = 42):

@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
 from pruning.data import ArrayDataset, DataError
+from pruning.files import atomic_savefig, atomic_write_text
 
 METHODS = ("uniform", "loss", "il", "rholoss")
 
@@ -156,15 +156,6 @@ class ILLosses:
     """With `dataset` (the pool the losses are for), checks ids and fingerprint."""
     ids, scores, meta = load_scores(path, dataset)
     return cls(ids, scores, meta)
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-  with os.fdopen(fd, "w") as fh:
-    fh.write(text)
-  os.chmod(tmp, 0o644)
-  os.replace(tmp, path)
 
 
 def save_scores(path: str, ids: np.ndarray, scores: np.ndarray, metadata: dict) -> None:
@@ -344,13 +335,13 @@ def write_results(results: dict, workdir: str) -> dict:
   """results.json (everything) and curves.csv (long format), both atomic."""
   paths = dict(json=os.path.join(workdir, "results.json"),
                csv=os.path.join(workdir, "curves.csv"))
-  _atomic_write_text(paths["json"], json.dumps(results, indent=1, default=_jsonable))
+  atomic_write_text(paths["json"], json.dumps(results, indent=1, default=_jsonable))
   lines = ["method,seed,step,examples_seen,test_acc"]
   for m, d in results["methods"].items():
     for seed, r in d["seeds"].items():
       for st, ex, a in zip(r["steps"], r["examples_seen"], r["test_acc"]):
         lines.append(f"{m},{seed},{int(st)},{int(ex)},{float(a):.6f}")
-  _atomic_write_text(paths["csv"], "\n".join(lines) + "\n")
+  atomic_write_text(paths["csv"], "\n".join(lines) + "\n")
   return paths
 
 
@@ -413,14 +404,7 @@ def plot_results(results: dict, path: str, title: str = "") -> str:
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".png")
-  os.close(fd)
-  fig.savefig(tmp, dpi=90)
-  plt.close(fig)
-  os.chmod(tmp, 0o644)
-  os.replace(tmp, path)
-  return path
+  return atomic_savefig(fig, path, dpi=90)
 
 
 # ----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from pruning import data as data_lib
+from pruning import files
 
 FORMAT_VERSION = 1
 
@@ -104,7 +105,7 @@ def save(path: str, result: ScoreResult) -> str:
                 meta_json=np.asarray(json.dumps(meta, sort_keys=True)))
   if result.per_run is not None:
     arrays["per_run"] = result.per_run
-  data_lib.atomic_save_npz(path, **arrays)
+  files.atomic_save_npz(path, **arrays)
   return path
 
 

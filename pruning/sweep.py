@@ -33,16 +33,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
-import tempfile
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import ml_collections
 import numpy as np
 
 from pruning import data as data_lib
+from pruning.files import atomic_savefig, atomic_write_text
 from pruning import parallel, score_io, scores as scores_lib, select
 
 BUDGETS = ("steps", "epochs")
@@ -58,15 +57,6 @@ def parse_method(spec: str) -> tuple[str, str]:
   if mode not in select.MODES:
     raise ValueError(f"sweep method {spec!r}: unknown mode {mode!r}; choose from {select.MODES}")
   return name, mode
-
-
-def _atomic_write(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    f.write(text)
-  os.chmod(tmp, 0o644)
-  os.replace(tmp, path)
 
 
 def _cell_name(method: str, fraction: float, seed: int) -> str:
@@ -203,7 +193,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool 
                config_hash=chash)
     rows.append(row)
     if is_main:
-      _atomic_write(path, json.dumps(row, indent=1))
+      atomic_write_text(path, json.dumps(row, indent=1))
     if hasattr(bar, "set_postfix"):
       bar.set_postfix(last=f"{label} f={f} acc={row['test_accuracy']:.3f}")
 
@@ -215,12 +205,12 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool 
              score_config=score_io.to_jsonable(sc), spearman=correlations,
              summary=summary, cells=rows)
   if is_main:
-    _atomic_write(os.path.join(workdir, "results.json"), json.dumps(out, indent=1))
+    atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(out, indent=1))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
-    _atomic_write(os.path.join(workdir, "results.csv"), buf.getvalue())
+    atomic_write_text(os.path.join(workdir, "results.csv"), buf.getvalue())
     plot(out, os.path.join(workdir, "prune_sweep.png"))
     log(f"wrote {workdir}/results.json, results.csv, prune_sweep.png")
   return out
@@ -303,10 +293,4 @@ def plot_grid(results_list: list, path: str, titles: Optional[list] = None) -> N
   handles, labels = axes[0][0].get_legend_handles_labels()
   axes[0][0].legend(handles, labels, fontsize=7.5, loc="upper left", ncol=2)
   fig.tight_layout()
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".png")
-  os.close(fd)
-  fig.savefig(tmp, format="png")
-  plt.close(fig)
-  os.chmod(tmp, 0o644)
-  os.replace(tmp, path)
+  atomic_savefig(fig, path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 
 import matplotlib
 
@@ -17,26 +16,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from pruning.files import atomic_savefig, atomic_write_text  # noqa: E402
 from theory import frontier  # noqa: E402
 from theory.replica import solve_replica  # noqa: E402
 from theory.simulate import simulate_eps  # noqa: E402
 
 
-def _atomic_write_json(obj, path):
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1, default=lambda o: np.asarray(o).tolist())
-    os.replace(tmp, path)
-
-
-def _atomic_savefig(fig, path):
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+def _write_json(obj, path):
+    atomic_write_text(path, json.dumps(obj, indent=1, default=lambda o: np.asarray(o).tolist()))
 
 
 def _colors(n):
@@ -151,6 +138,6 @@ def make_figures(config, workdir):
     name = config.figure
     fig, data = {"fig1": figure1, "fig2": figure2}[name](config)
     png, js = os.path.join(workdir, f"{name}.png"), os.path.join(workdir, f"{name}.json")
-    _atomic_savefig(fig, png)
-    _atomic_write_json(data, js)
+    atomic_savefig(fig, png, dpi=80, bbox_inches="tight")
+    _write_json(data, js)
     return {"png": png, "json": js}

@@ -1,0 +1,49 @@
+"""Atomic result files: write a temporary file in the target folder, then os.replace.
+
+A crashed or killed run never leaves a half-written result behind, and a reader
+never sees one. Every module that writes results, checkpoints of its own or
+plots goes through these functions.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def _replace_when_done(path: str, suffix: str):
+  """Yields a temporary path beside `path`; moves it onto `path` on success."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, suffix=suffix)
+  os.close(fd)
+  try:
+    yield tmp
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  with _replace_when_done(path, ".tmp") as tmp, open(tmp, "w") as fh:
+    fh.write(text)
+
+
+def atomic_save_npz(path: str, **arrays) -> None:
+  """np.savez of `arrays` (no pickled objects: load with allow_pickle=False)."""
+  with _replace_when_done(path, ".npz.tmp") as tmp, open(tmp, "wb") as fh:
+    np.savez(fh, **arrays)
+
+
+def atomic_savefig(fig, path: str, **savefig_kwargs) -> str:
+  """Saves a matplotlib figure as PNG and closes it; returns `path`."""
+  import matplotlib.pyplot as plt
+  with _replace_when_done(path, ".png") as tmp:
+    fig.savefig(tmp, format="png", **savefig_kwargs)
+  plt.close(fig)
+  return path
