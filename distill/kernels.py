@@ -16,9 +16,7 @@ Everything that uses float64 runs inside `x64()` (a context manager wrapping
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import math
 from typing import Callable, Sequence
 

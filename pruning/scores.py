@@ -43,8 +43,7 @@ Everything returns a `score_io.ScoreResult` aligned with ``data.train.ids``;
 from __future__ import annotations
 
 import functools
-import math
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp

@@ -44,7 +44,6 @@ import os
 import time
 from typing import Any, Callable, Optional, Sequence
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -55,7 +54,7 @@ from flax import struct
 from pruning import parallel
 from pruning.data import ArrayDataset, DatasetSplits, load_dataset
 from pruning.models import create_model
-from pruning.sampler import IndexSampler, num_train_steps, steps_per_epoch
+from pruning.sampler import IndexSampler, num_train_steps
 
 LOSSES = ("cross_entropy", "mse")
 
