@@ -14,12 +14,10 @@ variable is at the bound and the soft-margin SVC solution *is* the hard-margin o
 checks this (no SV at the bound) rather than trusting it.  sklearn's time includes the Gram
 matrix; ours includes padding/transfer; XLA compilation is reported separately.
 """
+import _repo_path  # noqa: F401  (first: lets `import theory` find the package)
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 from sklearn.svm import SVC  # noqa: E402

@@ -3,10 +3,7 @@
     .venv/bin/python scripts/theory.py --config=theory/configs/fig1.py --workdir=/tmp/fig1
     .venv/bin/python scripts/theory.py --config=theory/configs/fig2.py:quick --config.n=100 --workdir=/tmp/q
 """
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _repo_path  # noqa: F401  (first: lets `import theory` find the package)
 
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
