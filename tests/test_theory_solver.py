@@ -49,3 +49,18 @@ def test_padding_does_not_change_solution():
     X, Y, M = pad_problems([x, x[:10]], [y, y[:10]])
     padded = max_margin_batch(X, Y, M)["w"][0]
     np.testing.assert_allclose(alone, padded, rtol=1e-8, atol=1e-10)
+
+
+def test_dual_path_matches_adatron_and_sklearn():
+    """P_max < N runs the dual (P x P) Newton; same solution as AdaTron and SVC, padding-invariant."""
+    rng = np.random.default_rng(2)
+    probs = [_problem(rng, p, 60) for p in (10, 30, 50)]
+    X, Y, M = pad_problems([p[0] for p in probs], [p[1] for p in probs])
+    res = max_margin_batch(X, Y, M)
+    assert res["kkt"].max() < 1e-6
+    ada = adatron_batch(X, Y, M, tol=1e-9)
+    for b, (x, y, _) in enumerate(probs):
+        w = res["w"][b]
+        np.testing.assert_allclose(w, _sklearn_w(x, y), rtol=1e-4, atol=1e-4 * np.abs(w).max())
+        np.testing.assert_allclose(w, ada["w"][b], rtol=1e-5, atol=1e-6 * np.abs(w).max())
+        np.testing.assert_allclose(w, max_margin_batch(x[None], y[None])["w"][0], rtol=1e-8, atol=1e-10)

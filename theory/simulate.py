@@ -4,7 +4,7 @@
 pool of ``alpha_tot N = alpha_prune N / f`` examples, prunes it with a probe at angle
 theta (:func:`theory.teacher_student.sample_pruned_dataset`), and trains the max-margin
 student with the batched JAX solver (:func:`theory.max_margin.max_margin_batch`).
-Problems are bucketed by padded size ``P_max`` (powers of two times 64) and batch size,
+Problems are bucketed by padded size ``P_max`` (64 * 2^(k/4), rounded up to 16) and batch size,
 so only a handful of XLA compilations happen per sweep.
 """
 from __future__ import annotations
@@ -23,7 +23,9 @@ BATCH = 16
 
 
 def _bucket(p):
-    return 64 * 2 ** max(0, math.ceil(math.log2(p / 64)))
+    """Padded size: 64 * 2^(k/4) (four sizes per octave, <= 19% padding), rounded up to 16."""
+    q = 64 * 2 ** (max(0, math.ceil(4 * math.log2(p / 64) - 1e-9)) / 4)
+    return 16 * math.ceil(q / 16)
 
 
 def student_eps(w, teacher):
