@@ -8,7 +8,7 @@ import pytest
 import jax.numpy as jnp
 
 from distill import kernels, kip, krr, label_solve
-from pruning.data import ArrayDataset, load_dataset
+from pruning.data import load_dataset
 
 CFG = {"kernel": {"architecture": "fc", "depth": 2, "kernel_type": "ntk"},
        "kip": {"steps": 6, "lr": 0.01, "reg": 1e-6, "target_per_class": 10, "log_every": 2,

@@ -4,7 +4,6 @@ import json
 import os
 
 import ml_collections
-import numpy as np
 import pytest
 
 from pruning import scores, sweep

@@ -97,7 +97,6 @@ def simulate_data_probe(n, alpha_probe, alpha_prune, f, keep="hard", seed=0):
     new max-margin student is trained on the kept set.
     Returns dict(theta=measured probe angle, eps=student error).
     """
-    import jax
     import jax.numpy as jnp
 
     n = validate_n(n)
