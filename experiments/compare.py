@@ -136,20 +136,21 @@ def _hash(*arrays, extra: str = "") -> str:
 
 
 class CellCache:
-  """One JSON file per evaluated set, keyed by the set's content and the seed."""
+  """One JSON file per evaluated set, keyed by what determines its result: the
+  set's content (or distillation method, budget), the seed, and a fingerprint
+  of the data and the evaluation/distillation configs (changing those re-runs)."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, fingerprint: str):
     self.dir = os.path.join(workdir, "cells")
+    self.fingerprint = fingerprint
     os.makedirs(self.dir, exist_ok=True)
-    self.hits = 0
 
   def path(self, key: str) -> str:
-    return os.path.join(self.dir, key + ".json")
+    return os.path.join(self.dir, f"{key}-{self.fingerprint}.json")
 
   def get(self, key: str) -> Optional[dict]:
     p = self.path(key)
     if os.path.exists(p):
-      self.hits += 1
       with open(p) as fh:
         return json.load(fh)
     return None
@@ -264,7 +265,9 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
     scores[m] = scores_lib.compute_scores(m, data, sc, cache_dir=os.path.join(workdir, "scores"),
                                           log=tqdm.write)
   evaluator = Evaluator(config, data)
-  cache = CellCache(workdir)
+  cache = CellCache(workdir, _hash(extra=json.dumps(
+      [data.train.fingerprint(), data.test.fingerprint(), config.train.to_dict(),
+       config.distill.to_dict()], sort_keys=True, default=str)))
   rows = []
   for cell in tqdm(cells, desc="comparison cells", disable=not config.progress_bar):
     rows.append(run_cell(cell, scores, evaluator, cache, config, workdir))

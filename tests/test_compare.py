@@ -58,6 +58,11 @@ def test_quick_report_rows_and_cache(tmp_path, monkeypatch):
   again = compare.run_comparison(tiny_config(), workdir)
   assert [(r["network_accuracy"], r["krr_accuracy"]) for r in again] == \
       [(r["network_accuracy"], r["krr_accuracy"]) for r in rows]
+  # ... but a changed evaluation config does not reuse those cells.
+  changed = tiny_config()
+  changed.train.num_steps = 61
+  with pytest.raises(AssertionError, match="evaluated again"):
+    compare.run_comparison(changed, workdir)
 
 
 @pytest.mark.parametrize("field, value, match", [
