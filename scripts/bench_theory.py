@@ -18,6 +18,9 @@ Measured (2-core CPU, default sweep, sklearn time varies with load):
   before: ours 7.11 s (13.0 s incl. compilation), sklearn 18.0 s -> 2.5x, max eps diff 5.0e-07
   after (dual P x P Newton for small P, per-problem C stages, quarter-octave P buckets):
           ours 3.52 s (8.8 s incl. compilation), sklearn 14.2 s -> 4.0x, max eps diff 5.0e-07
+  re-run later (same code, busier machine): ours 4.75 s, sklearn 17.3 s -> 3.6x, max KKT 4.7e-08.
+  An exact working-set variant for P > N was tried and measured slower (see
+  theory/max_margin.py, max_margin_batch docstring); the 10x target is not reached.
 """
 
 import _repo_path  # noqa: F401  (first: lets `import theory` find the package)
