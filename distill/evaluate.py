@@ -24,17 +24,10 @@ from typing import Optional
 import numpy as np
 
 from distill import kernels, kip, krr, label_solve
+from pruning.configs import config_value as _get
 from pruning.files import atomic_save_npz, atomic_savefig, atomic_write_text
 
 METHODS = ("random", "label_solve", "kip")
-
-
-def _get(cfg, key, default=None):
-  try:
-    v = cfg[key]
-  except (KeyError, AttributeError, TypeError):
-    return default
-  return default if v is None else v
 
 
 def kernel_fn_for(config, example_shape, num_classes: int = 10):

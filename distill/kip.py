@@ -28,6 +28,7 @@ import optax
 
 from distill import kernels
 from distill import krr
+from pruning.configs import config_value as _get
 from pruning.files import atomic_save_npz, atomic_write_text
 
 CKPT_NAME = "kip_ckpt.npz"
@@ -218,13 +219,6 @@ def _read_log(path: str, upto_step: int) -> list:
 # Driver.
 
 
-def _cfg(config, key, default=None):
-  try:
-    return config[key]
-  except (KeyError, AttributeError):
-    return default
-
-
 def distill_kip(train, images_per_class: int, config, *, seed: int = 0,
                 workdir: Optional[str] = None, test=None, progress: bool = True) -> KIPResult:
   """Runs KIP on `train` (pruning.data.ArrayDataset) and returns the support set.
@@ -254,12 +248,12 @@ def distill_kip(train, images_per_class: int, config, *, seed: int = 0,
   labels = np.asarray(train.labels)
   x_train = np.asarray(train.x, np.float64)
   y_train = krr.centered_one_hot(labels, train.num_classes)
-  per_class = int(_cfg(kc, "target_per_class", 50))
-  log_every = max(1, int(_cfg(kc, "log_every", 50)))
-  eval_every = int(_cfg(kc, "eval_every", 0) or 0)
-  ckpt_every = max(1, int(_cfg(kc, "checkpoint_every", 200)))
-  kbs = int(_cfg(kc, "kernel_batch_size", 256))
-  learn_labels = bool(_cfg(kc, "learn_labels", False))
+  per_class = int(_get(kc, "target_per_class", 50))
+  log_every = max(1, int(_get(kc, "log_every", 50)))
+  eval_every = int(_get(kc, "eval_every", 0) or 0)
+  ckpt_every = max(1, int(_get(kc, "checkpoint_every", 200)))
+  kbs = int(_get(kc, "kernel_batch_size", 256))
+  learn_labels = bool(_get(kc, "learn_labels", False))
   optimizer = make_optimizer(kc["lr"])
   meta = {"images_per_class": int(images_per_class), "seed": int(seed), "lr": float(kc["lr"]),
           "reg": reg, "learn_labels": learn_labels, "target_per_class": per_class,

@@ -52,6 +52,7 @@ import optax
 from flax import struct
 
 from pruning import parallel
+from pruning.configs import config_value as _get
 from pruning.data import ArrayDataset, DatasetSplits, load_dataset
 from pruning.models import create_model
 from pruning.sampler import IndexSampler, num_train_steps
@@ -101,13 +102,6 @@ def _variables(params, batch_stats) -> dict:
   if batch_stats:
     v["batch_stats"] = batch_stats
   return v
-
-
-def _get(cfg, key, default=None):
-  if cfg is None:
-    return default
-  v = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-  return default if v is None else v
 
 
 # ----------------------------------------------------------------------------

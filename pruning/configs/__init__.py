@@ -6,6 +6,14 @@
 import ml_collections
 
 
+def config_value(cfg, key: str, default=None):
+  """cfg[key] for a ConfigDict, dict or object; `default` when missing or None."""
+  if cfg is None:
+    return default
+  v = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
+  return default if v is None else v
+
+
 def base_config() -> ml_collections.ConfigDict:
   """Fields shared by every config (see pruning/train.py for their meaning)."""
   c = ml_collections.ConfigDict()
