@@ -1,4 +1,4 @@
-"""Benchmark: batched JAX max-margin solver vs a loop over scikit-learn SVC, Figure-1 sweep.
+"""Benchmark: our JAX max-margin solver vs a loop over scikit-learn SVC, Figure-1 sweep.
 
     .venv/bin/python scripts/bench_theory.py            # N=200, 5 alpha x 3 f x 2 keep x 5 seeds
     .venv/bin/python scripts/bench_theory.py --seeds 2 --alphas 0.5 1 2   # smaller
@@ -14,17 +14,22 @@ variable is at the bound and the soft-margin SVC solution *is* the hard-margin o
 checks this (no SV at the bound) rather than trusting it.  sklearn's time includes the Gram
 matrix; ours includes padding/transfer; XLA compilation is reported separately.
 
+Our solver runs one problem per call with a thread per core (the CPU default of
+theory.simulate.solve_problems); it is also timed on one thread, the same resources as the
+single-process sklearn loop, and that is the like-for-like ratio.
+
 Measured (2-core CPU, default sweep, sklearn time varies with load):
-  before: ours 7.11 s (13.0 s incl. compilation), sklearn 18.0 s -> 2.5x, max eps diff 5.0e-07
-  after (dual P x P Newton for small P, per-problem C stages, quarter-octave P buckets):
-          ours 3.52 s (8.8 s incl. compilation), sklearn 14.2 s -> 4.0x, max eps diff 5.0e-07
-  re-run later (same code, busier machine): ours 4.75 s, sklearn 17.3 s -> 3.6x, max KKT 4.7e-08.
-  An exact working-set variant for P > N was tried and measured slower (see
-  theory/max_margin.py, max_margin_batch docstring); the 10x target is not reached.
+  first version (primal Newton, batches of 16 in lock-step): ours 7.11 s, sklearn 18.0 s -> 2.5x
+  dual P x P Newton for small P, own C stage per problem:     ours 3.52 s, sklearn 14.2 s -> 4.0x
+  now (Cholesky on the active rows only, one problem per call, theory/max_margin.py):
+      1 thread 1.04-1.10 s, 2 threads 0.54-0.59 s (first call incl. compilation 6.4-6.8 s),
+      sklearn 13.6-14.7 s -> 13.1-13.4x on one thread, 24.8-25.2x on two;
+      max |eps_ours - eps_sklearn| = 5.0e-07, max KKT 4.7e-08, no SV at the bound C.
 """
 
 import _repo_path  # noqa: F401  (first: lets `import theory` find the package)
 import argparse
+import os
 import time
 
 
@@ -67,8 +72,11 @@ def main():
     solve_problems(xs, ys)  # includes XLA compilation of each (P bucket) shape
     t_first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    w_ours, kkt = solve_problems(xs, ys)
+    w_ours, kkt = solve_problems(xs, ys)  # default: one problem per call, a thread per core
     t_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    solve_problems(xs, ys, threads=1)  # like for like with the single-process sklearn loop
+    t_one = time.perf_counter() - t0
     eps_ours = student_eps(w_ours, teacher)
 
     t0 = time.perf_counter()
@@ -80,9 +88,12 @@ def main():
         max_b = max(max_b, b)
     t_ref = time.perf_counter() - t0
     diff = np.abs(eps_ours - np.array(eps_ref))
-    print(f"batched JAX solver : {t_ours:8.2f} s  (first call incl. compilation {t_first:.2f} s), max KKT {kkt.max():.1e}")
-    print(f"sklearn SVC loop   : {t_ref:8.2f} s  (SVs at bound C: {n_bound}, max |bias| {max_b:.1e})")
-    print(f"speed-up           : {t_ref / t_ours:8.1f}x  (incl. compilation: {t_ref / t_first:.1f}x)")
+    cores = len(os.sched_getaffinity(0))
+    print(f"JAX solver, 1 thread : {t_one:8.2f} s")
+    print(f"JAX solver, {cores} threads: {t_ours:8.2f} s  (first call incl. compilation {t_first:.2f} s), max KKT {kkt.max():.1e}")
+    print(f"sklearn SVC loop     : {t_ref:8.2f} s  (SVs at bound C: {n_bound}, max |bias| {max_b:.1e})")
+    print(f"speed-up, 1 thread   : {t_ref / t_one:8.1f}x  (same resources as the sklearn loop)")
+    print(f"speed-up, {cores} threads  : {t_ref / t_ours:8.1f}x  (incl. compilation: {t_ref / t_first:.1f}x)")
     print(f"max |eps_ours - eps_sklearn| = {diff.max():.2e}   (mean eps {eps_ours.mean():.4f})")
 
 

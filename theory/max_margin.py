@@ -18,12 +18,14 @@ to a common ``P_max`` and masked (padded rows never enter w).  Computation is in
 Shapes: x (B, P_max, N), y (B, P_max) in {-1, +1}, mask (B, P_max) bool.
 
 The main solver, :func:`max_margin_batch`, is a penalty (squared-hinge, C -> 1e10) finite
-Newton method in dual (P x P) or primal (N x N) form, whichever is cheaper; see its docstring
-for the method and measured speed (Figure-1 sweep: 4.0x faster than a loop over sklearn SVC,
-was 2.5x; the issue's 10x is not reached).  AdaTron above is the independent reference.
+Newton method in dual (P x P Gram matrix, Cholesky on the active rows only) or primal (N x N)
+form; see its docstring for the method and measured speed (Figure-1 sweep: 13x faster than a
+loop over sklearn SVC on one core, 25x with a thread per core; was 2.5x, then 4x).  AdaTron
+above is the independent reference.
 """
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import jax
@@ -184,15 +186,54 @@ def _penalty_newton(x, y, mask, c_schedule, max_iter):
     return w, alpha, total, viol
 
 
+def _compact_sizes(p_max, count=8, per_octave=4):
+    """Static working sizes for the compacted dual solve, largest first: P_max, then
+    P_max * 2^(-j/per_octave) for 0 < j < count, rounded up to 8 (distinct, >= 8).
+    Quarter octaves pad the Cholesky by at most 19% in rows; each size is one more compiled
+    branch (half octaves: 0.65 s vs 0.56 s per sweep, 0.8 s less compilation)."""
+    sizes = [p_max]
+    for j in range(1, count):
+        w = 8 * math.ceil(p_max * 2 ** (-j / per_octave) / 8)
+        if 8 <= w < sizes[-1]:
+            sizes.append(w)
+    return tuple(sizes)
+
+
+def _active_newton_target(K, act, C, size):
+    """Newton target b_A = (I/C + K_AA)^{-1} 1 on the active rows (zero elsewhere), solved on
+    a ``size``-row compaction of them.
+
+    The active rows are gathered first (stable argsort), so the Cholesky is size x size
+    instead of P x P; rows beyond the active count are identity padding.  K: (B, P, P),
+    act: (B, P) with at most ``size`` True per row, C: (B,).  Returns (B, P).
+    (A primal N x N form for the large sizes was measured no faster: 1.32-1.41 s vs
+    1.25-1.30 s single-threaded on the Figure-1 sweep.)
+    """
+    B, P = act.shape
+    idx = jnp.argsort(~act, axis=-1, stable=True)[:, :size]  # active rows first
+    valid = jnp.take_along_axis(act, idx, axis=-1)
+    validf = valid.astype(K.dtype)
+    K_AA = jnp.take_along_axis(jnp.take_along_axis(K, idx[:, :, None], axis=1), idx[:, None, :], axis=2)
+    M = K_AA * (validf[:, :, None] * validf[:, None, :]) \
+        + jnp.eye(size, dtype=K.dtype) * jnp.where(valid, 1.0 / C[:, None], 1.0)[:, :, None]
+    # M is symmetric by construction: skip lax's (M + M^T)/2 pass (~10% of the step)
+    chol = lax.linalg.cholesky(M, symmetrize_input=False)
+    beta = jax.scipy.linalg.cho_solve((chol, True), validf[..., None])[..., 0]
+    return jnp.zeros((B, P), K.dtype).at[jnp.arange(B)[:, None], idx].set(beta * validf)
+
+
 @partial(jax.jit, static_argnames=("c_schedule", "max_iter"))
 def _dual_newton(x, y, mask, c_schedule, max_iter):
     """Same penalty path as `_penalty_newton`, in the dual (P x P) variables: w = Z^T b.
 
     With K = Z Z^T precomputed once, the Newton target on the active set A is
-    b_A = (I/C + K_AA)^{-1} 1 (one P x P Cholesky, no N x N Hessian to build), stabilities
-    h = K b, and the Armijo line search is evaluated from K-products only.  Each problem
-    walks its own C stage (no lock-step across the batch); a stage ends when the full
-    Newton step is taken and the active set is unchanged (exact minimiser at that C).
+    b_A = (I/C + K_AA)^{-1} 1, stabilities h = K b, and the Armijo line search is evaluated
+    from K-products only.  The solve runs on the active rows only (gathered into the
+    smallest of a few static sizes that holds the largest active set of the batch,
+    `lax.switch`): after the first C stage the active set is close to the support-vector
+    set, which is well below P_max when P > N, so the per-step Cholesky shrinks ~(P/|A|)^3.
+    Each problem walks its own C stage (no lock-step across the batch); a stage ends when
+    the full Newton step is taken and the active set is unchanged (exact minimiser at that C).
     """
     z = jnp.where(mask[..., None], y[..., None] * x, 0.0)
     B, P, N = z.shape
@@ -200,17 +241,20 @@ def _dual_newton(x, y, mask, c_schedule, max_iter):
     steps = 0.5 ** jnp.arange(30, dtype=z.dtype)
     c_values = jnp.asarray(tuple(c_schedule) + (c_schedule[-1],), z.dtype)
     S = len(c_schedule)
+    sizes = _compact_sizes(P)
+    targets = [partial(_active_newton_target, size=w) for w in sizes]
+
     def body(state):
         b, h, stage, it, total = state
         C = c_values[stage]  # (B,)
         running = stage < S
         slack = jnp.where(mask & (h < 1.0), 1.0 - h, 0.0)
         act = mask & (h < 1.0)
-        actf = act.astype(z.dtype)
-        M = K * (actf[:, :, None] * actf[:, None, :]) + jnp.eye(P, dtype=z.dtype) * jnp.where(act, 1.0 / C[:, None], 1.0)[:, :, None]
-        chol = jnp.linalg.cholesky(M)
-        beta = jax.scipy.linalg.cho_solve((chol, True), actf[..., None])[..., 0]
-        d = beta - b
+        # smallest static size that holds every running problem's active set
+        n_act = jnp.max(jnp.sum(act & running[:, None], axis=-1))
+        branch = jnp.sum(n_act <= jnp.asarray(sizes)) - 1
+        beta = lax.switch(branch, targets, K, act & running[:, None], C)
+        d = jnp.where(running[:, None], beta - b, 0.0)
         zd = jnp.einsum("bpq,bq->bp", K, d)
         h_t = h[:, None, :] + steps[None, :, None] * zd[:, None, :]
         slack_t = jnp.where(mask[:, None, :] & (h_t < 1.0), 1.0 - h_t, 0.0)
@@ -253,24 +297,31 @@ def max_margin_batch(x, y, mask=None, max_iter=100, c_schedule=_C_SCHEDULE):
     Newton step is accepted with an unchanged active set (then it is the exact minimiser at
     that C; finite Newton), which removes the extra "confirm convergence" step per stage.
     Two equivalent forms, chosen by cost: the dual one (:func:`_dual_newton`, w = Z^T b,
-    Newton target b_A = (I/C + K_AA)^{-1} 1 with the Gram matrix K = Z Z^T built once: one
-    P x P Cholesky per step) when P_max is small against N, else the primal one (N x N
-    Hessian I + C Z_A^T Z_A, built each step, and Cholesky).  Both give the same iterates.
+    Newton target b_A = (I/C + K_AA)^{-1} 1 with the Gram matrix K = Z Z^T built once) when
+    P_max <= 3N, else the primal one (:func:`_penalty_newton`: N x N Hessian I + C Z_A^T Z_A
+    built each step, and Cholesky; no P x P matrix).  Both give the same iterates.
 
-    Figure-1 sweep (scripts/bench_theory.py, N=200, 150 problems, P=50..400, 2-core CPU):
-    7.1 s vs 18.0 s for a loop over sklearn SVC before (2.5x; primal only, lock-step stages,
-    power-of-two padding) -> 3.5 s vs 14.2 s now (4.0x; first call incl. compilation 8.8 s,
-    was 13.0 s); max |eps - eps_sklearn| = 5e-7.  The P = 2N
-    problems dominate (50-65 Newton steps each; the C = 1 stage from w = 0 is the slow part).
-    Tried and not kept: an exact working-set method for P > N (start from the N rows with the
-    smallest margins under the Hebb direction sum_i y_i x_i, solve them by dual Newton, keep the
-    support vectors, add the <= 32 worst violators, re-solve from scratch until no row has
-    y_i w.x_i < 1 - 1e-9).  Exact (same w/alpha as the full solve) but 6-12 rounds of ~10-19
-    Newton steps each: sweep 4.1-4.4 s vs 3.1-3.5 s for the full solve in the same process.
-    Warm-starting the rounds at a high C from the previous dual variables stalled in the
-    line search (C = 1e6: slower still; C = 1e10: did not finish in 10 min).  Shorter C
-    schedules (1, 1e3, 1e6, 1e10) / (10, 1e4, 1e7, 1e10) are slower (4.4 s / 6.1 s vs 3.7 s), and
-    (1e2, 1e6, 1e10) or (1, 1e10) lose exactness (KKT 1e-6 / 3e-2): the default stays.
+    Cost.  In the dual form the Cholesky is taken only on the active rows, gathered into the
+    smallest of a few static sizes (quarter octaves below P_max, ``lax.switch``): after the
+    first C stage the active set is about the support-vector set (~150-190 rows for P = 2N =
+    400), so a step costs a ~200 x 200 Cholesky instead of the full P_max one or the N x N
+    Hessian build over all P rows.  Problems in a batch run in lock-step until the slowest
+    one is done and per-problem step counts vary 2-3x (mean 29, max 72 at P = 2N), so on CPU
+    :func:`theory.simulate.solve_problems` solves one problem per call, a thread per core.
+
+    Figure-1 sweep (scripts/bench_theory.py, N=200, 150 problems, P=50..400, 2-core CPU,
+    against a loop over sklearn SVC, 13.6-14.7 s):
+      primal only, lock-step stages, batches of 16:            7.1 s   (2.5x)
+      + dual P x P form for small P, own stage per problem:    3.4 s   (4.0x)
+      + Cholesky on the active rows, one problem per call:     1.0-1.1 s on one thread (13x),
+        0.54-0.59 s on two threads (25x); first call incl. XLA compilation 6.4-6.8 s;
+        max |eps - eps_sklearn| = 5e-7, max KKT 4.7e-8.
+    Tried and not kept: a primal N x N form for the large compacted sizes (no faster); a
+    Hebbian warm start (more steps); finer or coarser C schedules (all within 10%, and (1e0,
+    1e2, 1e4, 1e6) leaves KKT 5e-4); an exact line search on the piecewise-quadratic
+    objective (same step counts as Armijo); an exact working-set method for P > N (6-12
+    rounds of ~10-19 Newton steps each; slower); warm-starting those rounds at a high C
+    stalled in the line search.
 
     Args:
       x: (B, P_max, N) inputs; y: (B, P_max) labels in {-1, +1};
@@ -282,21 +333,29 @@ def max_margin_batch(x, y, mask=None, max_iter=100, c_schedule=_C_SCHEDULE):
     """
     # single-threaded BLAS/LAPACK for the batched Cholesky: on a busy machine the
     # multi-threaded OpenBLAS kernels that XLA:CPU calls are up to ~100x slower.
-    with enable_x64(), threadpool_limits(1, user_api="blas"):
-        x = jnp.asarray(x, jnp.float64)
-        y = jnp.asarray(y, jnp.float64)
-        if x.ndim != 3:
-            raise ValueError(f"x must have shape (B, P, N), got {x.shape}")
-        mask = jnp.ones(y.shape, bool) if mask is None else jnp.asarray(mask, bool)
-        # rescale so that mean |x|^2 = 1 (conditioning); w scales back by the same factor
-        scale = jnp.sqrt(jnp.sum(jnp.where(mask[..., None], x * x, 0.0), axis=(1, 2))
-                         / jnp.maximum(jnp.sum(mask, axis=1), 1))[:, None, None]
-        scale = jnp.where(scale > 0, scale, 1.0)
-        # dual (P x P Cholesky) vs primal (N x N Hessian build + Cholesky); XLA:CPU's batched
-        # Cholesky runs ~3x below its matmul rate, hence the factor 3.2 (measured, N=200)
-        p_max, n = x.shape[1], x.shape[2]
-        solver = _dual_newton if 3.2 * p_max**3 < 6 * p_max * n**2 + n**3 else _penalty_newton
-        w, a, steps, viol = solver(x / scale, y, mask, tuple(c_schedule), int(max_iter))
-        w = np.asarray(w) / np.asarray(scale)[:, 0]  # padded all-empty problems give w = 0
+    with threadpool_limits(1, user_api="blas"):
+        return solve_batch(x, y, mask, max_iter, c_schedule)
+
+
+def solve_batch(x, y, mask=None, max_iter=100, c_schedule=_C_SCHEDULE):
+    """:func:`max_margin_batch` without touching the process-wide BLAS thread limit, so
+    several threads can call it at once (:func:`theory.simulate.solve_problems`)."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (B, P, N), got {x.shape}")
+    mask = np.ones(y.shape, bool) if mask is None else np.asarray(mask, bool)
+    if y.shape != x.shape[:2] or mask.shape != y.shape:
+        raise ValueError(f"shape mismatch: x {x.shape}, y {y.shape}, mask {mask.shape}")
+    # rescale so that mean |x|^2 = 1 (conditioning); w scales back by the same factor
+    scale = np.sqrt(np.einsum("bpn,bpn,bp->b", x, x, mask) / np.maximum(mask.sum(1), 1))
+    scale = np.where(scale > 0, scale, 1.0)
+    # compacted dual (Cholesky of the active rows only, but a P x P Gram matrix and a first
+    # stage with nearly all rows active) vs primal (N x N Hessian over all rows each step)
+    p_max, n = x.shape[1], x.shape[2]
+    solver = _dual_newton if p_max <= 3 * n else _penalty_newton
+    with enable_x64():
+        w, a, steps, viol = solver(x / scale[:, None, None], y, mask, tuple(c_schedule), int(max_iter))
+        w = np.asarray(w) / scale[:, None]  # padded all-empty problems give w = 0
         a, viol = np.asarray(a), np.asarray(viol)
     return dict(w=w, alpha=a, newton_steps=int(steps), kkt=viol)

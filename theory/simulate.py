@@ -3,19 +3,23 @@
 ``simulate_eps`` draws, for every configuration (alpha_prune, f, theta, keep) and seed, a
 pool of ``alpha_tot N = alpha_prune N / f`` examples, prunes it with a probe at angle
 theta (:func:`theory.teacher_student.sample_pruned_dataset`), and trains the max-margin
-student with the batched JAX solver (:func:`theory.max_margin.max_margin_batch`).
-Problems are bucketed by padded size ``P_max`` (64 * 2^(k/4), rounded up to 16) and batch size,
-so only a handful of XLA compilations happen per sweep.
+student with the JAX solver (:func:`theory.max_margin.max_margin_batch`).
+Problems are padded to a size bucket ``P_max`` (64 * 2^(k/4), rounded up to 16), so only a
+handful of XLA compilations happen per sweep; on CPU they are solved one per call by a thread
+per core, on an accelerator in batches (:func:`solve_problems`).
 """
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from itertools import product
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from theory.max_margin import max_margin_batch, max_margin
+from theory.max_margin import max_margin, solve_batch
 from theory.teacher_student import (sample_pruned_dataset, validate_alpha, validate_fraction,
                                     validate_keep, validate_n, validate_theta, prune_by_probe)
 
@@ -34,25 +38,43 @@ def student_eps(w, teacher):
     return np.arccos(np.clip(R, -1.0, 1.0)) / np.pi
 
 
-def solve_problems(xs, ys, progress=False, desc="max-margin"):
-    """Max-margin weights for a list of problems (x (P_b, N), y (P_b,)) -> (B, N), kkt (B,)."""
+def solve_problems(xs, ys, progress=False, desc="max-margin", batch_size=None, threads=None):
+    """Max-margin weights for a list of problems (x (P_b, N), y (P_b,)) -> (B, N), kkt (B,).
+
+    Problems are padded to their size bucket (few XLA compilations).  On CPU each problem is
+    solved on its own (``batch_size=1``) by a pool of ``threads`` (default: one per core):
+    problems in a batch run in lock-step until the slowest is done, and Newton step counts
+    vary 2-3x between problems, while XLA:CPU's batched Cholesky is a plain loop that gains
+    nothing from the batch.  On an accelerator problems are batched (16), which it needs.
+    """
+    import jax
+
+    on_cpu = jax.default_backend() == "cpu"
+    batch_size = batch_size or (1 if on_cpu else BATCH)
+    threads = threads or (len(os.sched_getaffinity(0)) if on_cpu else 1)
     n = xs[0].shape[1]
-    order = sorted(range(len(xs)), key=lambda i: xs[i].shape[0])
+    order = sorted(range(len(xs)), key=lambda i: -xs[i].shape[0])  # largest first: less idle tail
     buckets = {}
     for i in order:
         buckets.setdefault(_bucket(xs[i].shape[0]), []).append(i)
-    w_out, kkt_out = np.zeros((len(xs), n)), np.zeros(len(xs))
-    chunks = [(p_pad, idx[s:s + BATCH]) for p_pad, idx in buckets.items() for s in range(0, len(idx), BATCH)]
-    for p_pad, idx in tqdm(chunks, desc=desc, disable=not progress):
-        X = np.zeros((BATCH, p_pad, n))
-        Y = np.ones((BATCH, p_pad))
-        M = np.zeros((BATCH, p_pad), bool)
+    chunks = [(p_pad, idx[s:s + batch_size]) for p_pad, idx in buckets.items()
+              for s in range(0, len(idx), batch_size)]
+
+    def solve_chunk(chunk):
+        p_pad, idx = chunk
+        X = np.zeros((batch_size, p_pad, n))
+        Y = np.ones((batch_size, p_pad))
+        M = np.zeros((batch_size, p_pad), bool)
         for b, i in enumerate(idx):
             P = xs[i].shape[0]
             X[b, :P], Y[b, :P], M[b, :P] = xs[i], ys[i], True
-        res = max_margin_batch(X, Y, M)
-        w_out[idx] = res["w"][: len(idx)]
-        kkt_out[idx] = res["kkt"][: len(idx)]
+        return idx, solve_batch(X, Y, M)
+
+    w_out, kkt_out = np.zeros((len(xs), n)), np.zeros(len(xs))
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        for idx, res in tqdm(pool.map(solve_chunk, chunks), total=len(chunks), desc=desc, disable=not progress):
+            w_out[idx] = res["w"][: len(idx)]
+            kkt_out[idx] = res["kkt"][: len(idx)]
     return w_out, kkt_out
 
 
