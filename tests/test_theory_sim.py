@@ -6,10 +6,13 @@ N = 200 the pruned pool has P = f alpha_tot N rounded to an integer, the thresho
 empirical rather than gamma, and O(1/sqrt(N)) fluctuations of R around its typical value
 bias arccos(R) slightly (we observed |differences| <~ 0.01 in checks with more seeds).
 """
+import jax.numpy as jnp
 import numpy as np
 
+from theory.frontier import lossless_fraction
 from theory.replica import solve_replica
-from theory.simulate import simulate_eps
+from theory.simulate import simulate_eps, solve_problems, student_eps
+from theory.teacher_student import prune_by_probe
 
 SLACK = 0.01
 
@@ -36,3 +39,34 @@ def test_theta_positive_theory_matches_simulation():
     _check(sim, theory["eps"])
     # theta > 0 changes the curve relative to the perfect probe (a real effect, not a no-op)
     assert np.all(theory["eps"][:, 1] > solve_replica(6.0, 0.3, 0.0, "hard")["eps"])
+
+
+def test_lossless_fraction_theory_matches_paired_simulation():
+    """Prune the *same* pool (alpha_tot = 20, N = 100) to f = 0.25 and compare with the whole
+    pool.  Theory: f_* = 0.18 at theta = 0 (f = 0.25 is free: the kept hardest examples hold
+    every support vector, so the max-margin student is unchanged), f_* = 0.40 at theta = 10 deg
+    (f = 0.25 costs Delta eps = 0.0046).  The paired differences must show both."""
+    n, alpha_tot, f = 100, 20.0, 0.25
+    for theta, free in ((0.0, True), (np.radians(10.0), False)):
+        f_star = lossless_fraction([alpha_tot], theta)["f"][0]
+        assert (f_star < f) == free
+        gap = solve_replica(f * alpha_tot, f, theta, "hard")["eps"] - solve_replica(alpha_tot, 1.0, theta, "hard")["eps"]
+        xs, ys = [], []
+        for s in range(6):
+            rng = np.random.default_rng([7, s])
+            x = rng.standard_normal((int(alpha_tot * n), n))
+            y = np.where(x[:, 0] >= 0, 1.0, -1.0)  # teacher e_1
+            probe = np.zeros(n)
+            probe[:2] = np.cos(theta), np.sin(theta)
+            x_kept, y_kept = prune_by_probe(jnp.asarray(x), jnp.asarray(y), jnp.asarray(probe), f, "hard")
+            xs += [x, np.asarray(x_kept)]
+            ys += [y, np.asarray(y_kept)]
+        w, kkt = solve_problems(xs, ys)
+        assert kkt.max() < 1e-6
+        eps = student_eps(w, np.eye(n)[0]).reshape(-1, 2)
+        diff = eps[:, 1] - eps[:, 0]
+        if free:
+            assert gap < 1e-4 and np.abs(diff).max() < 1e-4, diff
+        else:
+            sem = diff.std(ddof=1) / np.sqrt(len(diff))
+            assert gap > 0.003 and diff.mean() > 0 and abs(diff.mean() - gap) <= 3 * sem + 0.002, (diff, gap)

@@ -103,24 +103,27 @@ def figure2(config):
     ax.grid(True, which="both", alpha=0.3)
     front_f = np.geomspace(config.frontier_f_min, 1.0, config.frontier_fractions_num)
     cols = plt.cm.plasma(np.linspace(0, 0.8, len(thetas)))
-    data["frontier_eps"], data["f_opt"] = {}, {}
-    at = np.asarray(config.alpha_tot, float)
+    data["frontier_eps"], data["lossless_f"] = {}, {}
+    at = np.geomspace(config.alpha_tot_min, config.alpha_tot_max, config.num_alpha_tot)
     for th_i, deg, col in zip(thetas, config.thetas_deg, cols):
         front = frontier.pareto_frontier(alpha, front_f, th_i, keeps=("hard",))
         data["frontier_eps"][str(deg)] = front["eps"]
         axes[1].plot(alpha, front["eps"], color=col, lw=2, label=f"$\\theta$ = {deg:g}°")
-        opt = frontier.optimal_fraction(at, front_f, th_i, keeps=("hard",))
-        data["f_opt"][str(deg)] = opt["f_opt"]
-        axes[2].plot(at, opt["f_opt"], "o-", color=col, lw=2, label=f"$\\theta$ = {deg:g}°")
+        free = frontier.lossless_fraction(at, th_i, "hard", rel_tol=config.lossless_rel_tol)
+        data["lossless_f"][str(deg)] = free["f"]
+        tail = (f"$f_*\\alpha_{{tot}}$ → {free['f'][-1] * at[-1]:.1f}" if deg == 0
+                else f"$f_*$ → {free['f'][-1]:.2f}")
+        axes[2].plot(at, free["f"], "o-", color=col, lw=2, ms=4, label=f"$\\theta$ = {deg:g}°: {tail}")
     c = frontier.asymptotic_constant()
     axes[1].plot(alpha, c / alpha, "k:", lw=1.5, label=f"no pruning ~ {c:.2f}/$\\alpha$")
     axes[1].set(yscale="log", xlabel=r"$\alpha_{prune}$ (linear axis)", ylabel=r"best test error over f",
                 title="Pareto frontier (keep hard) vs probe angle")
     axes[1].legend(fontsize=8)
     axes[1].grid(True, which="both", alpha=0.3)
-    axes[2].set(xscale="log", ylim=(0, 1.05), xlabel=r"$\alpha_{tot}$ (pool size / N)",
-                ylabel=r"optimal keep fraction $f_{opt}$ (grid)",
-                title="Best f at a fixed pool (keep hard)\nmax-margin error is nearly flat in f here")
+    axes[2].set(xscale="log", yscale="log", ylim=(None, 1.1), xlabel=r"$\alpha_{tot}$ (pool size / N)",
+                ylabel=r"smallest free keep fraction $f_*$",
+                title="How much of a pool can be pruned for free (keep hard):\n"
+                      f"smallest f with error within {100 * config.lossless_rel_tol:g}% of the whole pool")
     axes[2].legend(fontsize=8)
     axes[2].grid(True, which="both", alpha=0.3)
     data["alpha_tot"] = at

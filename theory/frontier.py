@@ -62,18 +62,32 @@ def crossover_alpha(f, alpha_prune=np.geomspace(0.2, 20, 120), theta=0.0):
     return float(np.exp(a[i] - diff[i] * (a[i + 1] - a[i]) / (diff[i + 1] - diff[i])))
 
 
-def optimal_fraction(alpha_tot, fractions, theta=0.0, keeps=("hard", "easy")):
-    """Best keep fraction at fixed pool size alpha_tot (alpha_prune = f alpha_tot).
+def lossless_fraction(alpha_tot, theta=0.0, keep="hard", rel_tol=0.01, f_min=1e-3, iters=16):
+    """Smallest keep fraction of a fixed pool that costs at most ``rel_tol`` in test error.
 
-    Returns dict(f_opt, keep_opt, eps) of shape (len(alpha_tot),), and ``eps_grid``
-    dict keep -> (len(fractions), len(alpha_tot)).
+    At a fixed pool size alpha_tot the max-margin error is flat in f over a wide range:
+    dropping examples that are not support vectors leaves the max-margin solution
+    unchanged, so "the f with the lowest error" is a plateau decided by rounding.  What is
+    well defined is where the plateau ends,
+
+        f_*(alpha_tot) = min{ f : eps(f alpha_tot, f) <= (1 + rel_tol) eps(alpha_tot, 1) },
+
+    i.e. how much of the pool can be pruned for free.  Found by bisection in log f between
+    ``f_min`` and 1 (eps is non-increasing in f at fixed pool on every grid we checked);
+    ``f_min`` is returned where even that keeps the error.
+
+    Returns dict(f (len(alpha_tot),), eps_full (eps at f = 1), eps (at f_*)).
     """
-    at = np.asarray(alpha_tot, float)[None, :]
-    f = np.asarray(fractions, float)[:, None]
-    grid = {k: solve_replica(f * at, f, theta, k)["eps"] for k in keeps}
-    stack = np.stack([grid[k] for k in keeps])
-    flat = stack.reshape(-1, stack.shape[-1])
-    best = np.argmin(flat, axis=0)
-    k_idx, f_idx = np.unravel_index(best, stack.shape[:2])
-    return dict(f_opt=np.asarray(fractions)[f_idx], keep_opt=np.asarray(keeps)[k_idx],
-                eps=flat[best, np.arange(flat.shape[1])], eps_grid=grid)
+    at = np.asarray(alpha_tot, float).ravel()
+    eps_full = solve_replica(at, 1.0, theta, keep)["eps"]
+    target = (1.0 + rel_tol) * eps_full
+    lo = np.full(at.shape, np.log(f_min))  # invariant: eps(hi) <= target
+    hi = np.zeros(at.shape)
+    free_at_min = solve_replica(f_min * at, f_min, theta, keep)["eps"] <= target
+    hi = np.where(free_at_min, lo, hi)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        ok = solve_replica(np.exp(mid) * at, np.exp(mid), theta, keep)["eps"] <= target
+        lo, hi = np.where(ok, lo, mid), np.where(ok, mid, hi)
+    f = np.exp(hi)
+    return dict(f=f, eps_full=eps_full, eps=solve_replica(f * at, f, theta, keep)["eps"])
