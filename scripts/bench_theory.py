@@ -25,6 +25,7 @@ Measured (2-core CPU, default sweep, sklearn time varies with load):
       1 thread 1.04-1.10 s, 2 threads 0.54-0.59 s (first call incl. compilation 6.4-6.8 s),
       sklearn 13.6-14.7 s -> 13.1-13.4x on one thread, 24.8-25.2x on two;
       max |eps_ours - eps_sklearn| = 5.0e-07, max KKT 4.7e-08, no SV at the bound C.
+  same code on JAX 0.10.2 (CPU, same machine): 0.92 s / 0.57 s vs 13.7 s -> 14.9x / 24.2x.
 """
 
 import _repo_path  # noqa: F401  (first: lets `import theory` find the package)
