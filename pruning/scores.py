@@ -14,11 +14,14 @@ Methods (``compute_scores(method, data, config)``):
     ``vmap(grad)`` on chunks of ``grand.chunk_size`` examples per device,
     pmapped over devices (`pruning.parallel`), so memory stays bounded.
   * ``forgetting`` (Toneva et al. 2019) number of correct -> incorrect
-    transitions of each example's prediction, recorded at the end of every
-    epoch (the paper records them at every minibatch presentation; with one
-    full pass per epoch we record them once per epoch) over a full training
-    run; examples never classified correctly get ``num_epochs`` (more than
-    any learnable example can have, floor(num_epochs / 2)): most forgotten.
+    transitions of each example's prediction over a full training run.
+    ``forgetting.record = "minibatch"`` (default, as in the paper): recorded
+    each time the example is presented in a minibatch, from the training
+    forward pass before the update (the trainer's ``step_callback``);
+    ``"epoch"``: from an eval-mode pass over the whole set after every epoch.
+    Examples never classified correctly get the largest number of records
+    (more than any learnable example can have, which is at most half of its
+    records): most forgotten.
   * ``prototype``  (Sorscher et al. 2022) distance to the nearest k-means
     centroid (scikit-learn KMeans, k-means++) in an embedding space, large =
     hard (atypical). Embeddings (``prototype.embedding``):
@@ -66,7 +69,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.predict_batch_size = 1024
   c.el2n = dict(epoch=10, num_runs=10)
   c.grand = dict(epoch=0, num_runs=10, chunk_size=64)
-  c.forgetting = dict(num_runs=1)
+  c.forgetting = dict(num_runs=1, record="minibatch")  # or "epoch"
   c.prototype = dict(embedding="pca", dim=32, k=10, centroids="kmeans", normalize=True,
                      n_init=3)
   c.random = dict()
@@ -100,6 +103,47 @@ def forgetting_counts(correct) -> np.ndarray:
   events = (c[:-1] & ~c[1:]).sum(axis=0).astype(np.float64)
   events[~c.any(axis=0)] = float(c.shape[0])
   return events
+
+
+class ForgettingTracker:
+  """Forgetting events counted over minibatch presentations (Toneva et al. 2019).
+
+  ``update(positions, correct)``: the examples at ``positions`` (indices into the
+  scored set) were presented and classified ``correct``; an example repeated in one
+  batch (batch larger than the set) counts as presented that many times, in order.
+  An event is correct at an example's previous presentation -> incorrect now.
+  """
+
+  def __init__(self, n: int):
+    self.last = np.zeros(n, bool)          # correct at the previous presentation
+    self.events = np.zeros(n, np.int64)
+    self.ever_correct = np.zeros(n, bool)
+    self.presentations = np.zeros(n, np.int64)
+
+  def update(self, positions, correct):
+    positions, correct = np.asarray(positions, np.int64), np.asarray(correct, bool)
+    if positions.ndim != 1 or positions.shape != correct.shape:
+      raise ValueError(f"need one correctness flag per position, got {positions.shape} "
+                       f"positions and {correct.shape} flags")
+    # k-th occurrence of each position within this batch -> k-th sequential update
+    order = np.argsort(positions, kind="stable")
+    first = np.searchsorted(positions[order], positions[order])
+    occurrence = np.empty_like(positions)
+    occurrence[order] = np.arange(len(positions)) - first
+    for k in range(int(occurrence.max(initial=-1)) + 1):
+      sel = occurrence == k
+      self._update_unique(positions[sel], correct[sel])
+
+  def _update_unique(self, positions, correct):
+    self.events[positions] += self.last[positions] & ~correct
+    self.last[positions] = correct
+    self.ever_correct[positions] |= correct
+    self.presentations[positions] += 1
+
+  def counts(self) -> np.ndarray:
+    out = self.events.astype(np.float64)
+    out[~self.ever_correct] = float(self.presentations.max(initial=0))
+    return out
 
 
 def input_norm_scores(x) -> np.ndarray:
@@ -378,21 +422,36 @@ def _compute(method, data, config, sub, log) -> ScoreResult:
     runs = []
     for r in range(int(sub.num_runs)):
       tc = _run_config(config, r)
-      hist = []
+      if sub.record == "minibatch":
+        tracker = ForgettingTracker(len(ds))
+        position = {int(i): k for k, i in enumerate(ids)}
 
-      def cb(e, state, tc=tc, hist=hist):
-        logits = train.predict(model_box[0], state, ds, bs, num_devices=tc.get("num_devices"))["logits"]
-        hist.append(np.argmax(logits, 1) == ds.labels)
+        def on_step(step, batch_ids, correct, tracker=tracker):
+          tracker.update([position[int(i)] for i in batch_ids], correct)
 
-      from pruning.models import create_model
-      model_box = [create_model(tc.model, num_classes=data.num_classes)]
-      train.train_and_evaluate(tc, None, data=data, epoch_callback=cb)
-      runs.append(forgetting_counts(np.stack(hist)))
-      log(f"forgetting: run {r + 1}/{int(sub.num_runs)} ({len(hist)} epochs) done")
+        res = train.train_and_evaluate(tc, None, data=data, step_callback=on_step)
+        runs.append(tracker.counts())
+        records = int(tracker.presentations.max(initial=0))
+      elif sub.record == "epoch":
+        hist = []
+
+        def cb(e, state, tc=tc, hist=hist):
+          logits = train.predict(model_box[0], state, ds, bs, num_devices=tc.get("num_devices"))["logits"]
+          hist.append(np.argmax(logits, 1) == ds.labels)
+
+        from pruning.models import create_model
+        model_box = [create_model(tc.model, num_classes=data.num_classes)]
+        res = train.train_and_evaluate(tc, None, data=data, epoch_callback=cb)
+        runs.append(forgetting_counts(np.stack(hist)))
+        records = len(hist)
+      else:
+        raise ValueError(f"forgetting.record must be 'minibatch' or 'epoch', got {sub.record!r}")
+      log(f"forgetting: run {r + 1}/{int(sub.num_runs)} ({res.metrics['steps']} steps, "
+          f"{records} records per example, per {sub.record}) done")
     per_run = np.stack(runs)
     return ScoreResult(ids, per_run.mean(0), _meta(method, data, config, sub,
                                                    num_runs=int(sub.num_runs),
-                                                   num_epochs=len(hist)), per_run)
+                                                   max_records=records), per_run)
   # prototype
   emb_kind = sub.embedding
   if emb_kind == "pca":

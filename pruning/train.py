@@ -361,7 +361,11 @@ def _load(config) -> DatasetSplits:
   return load_dataset(**ds)
 
 
-def _make_train_step(model, tx, loss_name: str, crop_padding: int, flip: bool):
+def _make_train_step(model, tx, loss_name: str, crop_padding: int, flip: bool,
+                     per_example: bool = False):
+  """pmapped-body train step.  With ``per_example`` it also returns, gathered over all
+  devices, each example's id and whether the training forward pass (before the update)
+  classified it correctly: forgetting events are counted on these (Toneva et al.)."""
   def train_step(state: TrainState, batch):
     x, y, ids = batch["x"], batch["y"], batch["id"]
     x = _augment(x, ids, jax.random.fold_in(state.rng, state.step), crop_padding, flip)
@@ -375,8 +379,10 @@ def _make_train_step(model, tx, loss_name: str, crop_padding: int, flip: bool):
     grads = parallel.pmean(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    acc = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(y, -1))
-    metrics = {"loss": parallel.pmean(l), "accuracy": parallel.pmean(acc)}
+    correct = jnp.argmax(logits, -1) == jnp.argmax(y, -1)
+    metrics = {"loss": parallel.pmean(l), "accuracy": parallel.pmean(jnp.mean(correct))}
+    if per_example:
+      metrics.update(correct=parallel.all_gather(correct), id=parallel.all_gather(ids))
     return state.replace(step=state.step + 1, params=params, batch_stats=new_bs,
                          opt_state=opt_state), metrics
 
@@ -391,11 +397,11 @@ def _freeze(cfg) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _compiled_train_step(model, opt_key: str, total_steps: int, spe: int, loss_name: str,
-                         crop_padding: int, flip: bool, devices: tuple):
+                         crop_padding: int, flip: bool, devices: tuple, per_example: bool = False):
   """(tx, lr schedule, pmapped train step), cached so that repeated runs with the same model,
   optimiser, length and devices (sweep cells) reuse one compilation."""
   tx, sched = make_optimizer(ml_collections.ConfigDict(json.loads(opt_key)), total_steps, spe)
-  step = _make_train_step(model, tx, loss_name, crop_padding, flip)
+  step = _make_train_step(model, tx, loss_name, crop_padding, flip, per_example)
   return tx, sched, parallel.pmap(step, devices, donate_argnums=(0,))
 
 
@@ -418,7 +424,9 @@ def _write_json_lines(path: str, records: list, mode: str = "a"):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str] = None, *,
                        data: Optional[DatasetSplits] = None, train_ids=None,
                        epoch_callback: Optional[Callable[[int, TrainState], Any]] = None,
-                       batch_selector: Optional[Callable] = None) -> TrainResult:
+                       batch_selector: Optional[Callable] = None,
+                       step_callback: Optional[Callable[[int, np.ndarray, np.ndarray], Any]] = None
+                       ) -> TrainResult:
   """Trains `config.model` on `data.train` (or its subset `train_ids`); evaluates on data.test.
 
   epoch_callback(epoch, state): called after each completed epoch (epoch = 1, 2,
@@ -428,6 +436,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str]
     with config.selection.candidate_batch_size = n_B > batch_size = n_b, each
     step draws n_B candidate ids, computes their per-example eval-mode loss
     under the current model, and trains on the n_b ids the selector returns.
+  step_callback(step, ids, correct): for every step this call runs, in order, the global
+    batch's example ids and whether the training forward pass (train mode, augmented,
+    before the update) classified each correctly; on every process.  Delivered in
+    bunches when metrics are fetched (every log_every_steps, epoch end, eval), so it
+    adds no per-step device sync.
   """
   t0 = time.time()
   devices = parallel.local_devices(_get(config, "num_devices"))
@@ -473,7 +486,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str]
   spe_key = spe if float(_get(opt_cfg, "warmup_epochs", 0) or 0) else 1
   tx, sched, p_train = _compiled_train_step(
       train_model, _freeze(opt_cfg), total_steps, spe_key, loss_name,
-      int(_get(aug, "crop_padding", 0)), bool(_get(aug, "flip", False)), tuple(devices))
+      int(_get(aug, "crop_padding", 0)), bool(_get(aug, "flip", False)), tuple(devices),
+      step_callback is not None)
   state = create_train_state(config, model, train_ds.example_shape, seed, tx=tx)
 
   x_train = train_ds.x
@@ -527,6 +541,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str]
     if not pending:
       return
     vals = jax.device_get([(s, m["loss"][0], m["accuracy"][0]) for s, m in pending])
+    if step_callback is not None:
+      for s, (ids_s, correct_s) in zip([s for s, _ in pending],
+                                       jax.device_get([(m["id"][0], m["correct"][0]) for _, m in pending])):
+        step_callback(s, np.asarray(ids_s), np.asarray(correct_s))
     pending = []
     for s, l, _ in vals:
       if not np.isfinite(l):

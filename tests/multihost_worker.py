@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from pruning import train  # noqa: E402
 from pruning.configs import base_config  # noqa: E402
+from pruning.sampler import IndexSampler  # noqa: E402
 
 c = base_config()
 c.model = ml_collections.ConfigDict(dict(name="mlp", hidden=(32,)))
@@ -34,15 +35,21 @@ c.log_every_steps = 5
 c.checkpoint_every_steps = 10
 c.progress_bar = True  # disabled automatically on process != 0
 data = train.load_dataset("digits")
-batches = []
+batches, presented = [], []
 r = train.train_and_evaluate(c, workdir, data=data, train_ids=data.train.ids[:640],
-                             epoch_callback=lambda e, s: batches.append(e))
+                             epoch_callback=lambda e, s: batches.append(e),
+                             step_callback=lambda s, i, ok: presented.append((s, i, ok)))
 assert jax.process_count() == nproc and jax.local_device_count() == ndev
 assert batches == [1, 2], batches
+# every process gets every step's whole global batch (gathered over both processes)
+sampler = IndexSampler(data.train.ids[:640], 64, c.seed)
+assert [s for s, _, _ in presented] == list(range(1, 21))
+for s, ids, ok in presented:
+  assert (ids == sampler.global_batch(s - 1)).all() and ok.shape == (64,), s
 if parallel.process_index() == 0:
   leaves = jax.tree.leaves(r.state.params)
   np.savez(out, n_leaves=len(leaves), process_count=jax.process_count(),
            device_count=jax.device_count(), test_accuracy=r.metrics["test_accuracy"],
-           train_loss=r.metrics["train_loss"],
+           train_loss=r.metrics["train_loss"], correct=np.stack([ok for _, _, ok in presented]),
            **{f"p{i}": np.asarray(x) for i, x in enumerate(leaves)})
 print(f"process {pid}: done", r.metrics, flush=True)

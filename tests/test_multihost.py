@@ -49,6 +49,9 @@ def test_two_processes_match_one_process(tmp_path):
   for i in range(int(m["n_leaves"])):
     np.testing.assert_allclose(m[f"p{i}"], s[f"p{i}"], rtol=1e-4, atol=1e-5)
   assert abs(float(m["test_accuracy"]) - float(s["test_accuracy"])) < 0.01
+  # per-example training correctness (forgetting events), gathered across both processes
+  assert m["correct"].shape == s["correct"].shape == (20, 64)
+  assert (m["correct"] == s["correct"]).mean() > 0.99
   assert float(m["test_accuracy"]) > 0.5  # 2 epochs on 640 examples
   # only process 0 wrote files; checkpoints of the shared workdir
   assert sorted(os.listdir(tmp_path / "multi")) == ["checkpoints", "config.json", "metrics.jsonl"]

@@ -11,6 +11,7 @@ import pytest
 from pruning import score_io, scores
 from pruning.data import ArrayDataset, DatasetSplits
 from pruning.models import create_model
+from pruning.sampler import IndexSampler
 
 
 def _splits(n=60, n_test=20, d=6, classes=3, seed=0):
@@ -140,12 +141,39 @@ def test_forgetting_counts_hand_made():
     scores.forgetting_counts(np.zeros(5))
 
 
-def test_forgetting_from_training_history():
+def test_forgetting_tracker_counts_presentations():
+  hist = np.array([[1, 1, 0, 0, 1], [1, 0, 0, 0, 1], [1, 1, 0, 1, 1], [1, 0, 0, 1, 0]], bool)
+  t = scores.ForgettingTracker(5)
+  for row in hist:  # every example presented once per record: same as the per-epoch counts
+    perm = np.array([3, 0, 4, 1, 2])
+    t.update(perm, row[perm])
+  np.testing.assert_array_equal(t.counts(), scores.forgetting_counts(hist))
+  # partial batches, and an example repeated within one batch (batch larger than the set)
+  t = scores.ForgettingTracker(3)
+  t.update([0, 1], [True, True])
+  t.update([0, 0, 2], [False, True, False])   # ex0: correct -> incorrect -> correct
+  t.update([1, 0], [False, False])            # ex1 and ex0 forgotten
+  np.testing.assert_array_equal(t.counts(), [2, 1, 4])  # ex2 never correct: most presentations (ex0's 4)
+  with pytest.raises(ValueError, match="one correctness flag"):
+    t.update([0, 1], [True])
+
+
+@pytest.mark.parametrize("record", ["minibatch", "epoch"])
+def test_forgetting_from_training_history(record):
   data = _splits()
-  res = scores.compute_scores("forgetting", data, dict(train=_train_cfg(num_epochs=4)))
-  assert res.meta["num_epochs"] == 4
-  assert res.scores.min() >= 0 and res.scores.max() <= 4
-  assert np.all((res.scores <= 2) | (res.scores == 4))  # at most floor(4/2) events, or never learned
+  res = scores.compute_scores("forgetting", data, dict(train=_train_cfg(num_epochs=4),
+                                                       forgetting=dict(record=record)))
+  if record == "minibatch":  # 4 steps of 16 per epoch: 4 wrapped-round examples are seen twice
+    sampler = IndexSampler(data.train.ids, 16, seed=1000)  # run 0's trainer seed
+    seen = np.bincount(np.concatenate([sampler.positions(s) for s in range(16)]), minlength=60)
+    assert seen.min() == 4 and res.meta["max_records"] == seen.max() > 4
+  else:
+    assert res.meta["max_records"] == 4
+  top = res.meta["max_records"]
+  assert res.scores.min() >= 0 and res.scores.max() <= top
+  assert np.all((res.scores <= top // 2) | (res.scores == top))  # at most half the records, or never learned
+  with pytest.raises(ValueError, match="forgetting.record"):
+    scores.compute_scores("forgetting", data, dict(train=_train_cfg(), forgetting=dict(record="step")))
 
 
 def test_prototype_ranks_far_points_hardest():

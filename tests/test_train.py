@@ -144,6 +144,31 @@ def test_epoch_callback_and_online_selection(digits):
                              batch_selector=lambda s, i, l, n: i[: n - 1])
 
 
+@pytest.mark.parametrize("num_devices", [1, 8])
+def test_step_callback_sees_each_global_batch_with_its_accuracy(digits, tmp_path, num_devices):
+  """Per-example correctness of the training forward pass (forgetting events are counted on
+  it): every step's global batch in sampler order, gathered over devices, and its mean is
+  the logged train accuracy of that logging window."""
+  from pruning.sampler import IndexSampler
+  seen = []
+  ids = digits.train.ids[:512]
+  c = small_config(num_devices=num_devices, num_epochs=2)
+  train.train_and_evaluate(c, str(tmp_path), data=digits, train_ids=ids,
+                           step_callback=lambda s, i, ok: seen.append((s, i, ok)))
+  sampler = IndexSampler(digits.train.subset(ids).ids, 64, c.seed)
+  assert [s for s, _, _ in seen] == list(range(1, 17))
+  for s, batch_ids, ok in seen:
+    np.testing.assert_array_equal(batch_ids, sampler.global_batch(s - 1))
+    assert ok.dtype == bool and ok.shape == (64,)
+  with open(tmp_path / "metrics.jsonl") as f:
+    logged = [r for r in map(json.loads, f) if "train_accuracy" in r]
+  assert [r["step"] for r in logged] == [4, 8, 12, 16]
+  for r in logged:
+    window = [ok.mean() for s, _, ok in seen if r["step"] - 4 < s <= r["step"]]
+    assert r["train_accuracy"] == pytest.approx(np.mean(window), abs=1e-6)
+  assert logged[-1]["train_accuracy"] > logged[0]["train_accuracy"]  # it learns
+
+
 def test_center_at_init_with_soft_targets(digits):
   c = small_config(center_at_init=True, loss="mse", num_epochs=None, num_steps=30,
                    batch_size=16, optimizer=dict(name="adam", lr=1e-2))
