@@ -123,9 +123,10 @@ def plot_frontier(rows, path: str, dataset: str) -> str:
     for family, (b, acc, labs) in sorted(frontier(rows, key).items()):
       err = np.clip(1 - acc, 1e-3, None)
       ax.plot(b, err, "-o", color=colors.get(family), linewidth=2, label=f"best {family}")
-      for x, e, lab in zip(b, err, labs):
-        ax.annotate(lab, (x, e), fontsize=6.5, xytext=(3, 4), textcoords="offset points",
-                    color=colors.get(family))
+      for k, (x, e, lab) in enumerate(zip(b, err, labs)):
+        # alternate above / below the point so neighbouring budgets' labels do not collide
+        ax.annotate(lab, (x, e), fontsize=6.5, xytext=(3, 4 if k % 2 == 0 else -9),
+                    textcoords="offset points", color=colors.get(family))
     _loglog(ax)
     ax.set_xlabel("training examples kept / distilled (log)")
     ax.set_ylabel("test error of the best method (log)")
