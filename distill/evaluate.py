@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -25,7 +24,7 @@ import numpy as np
 
 from distill import kernels, kip, krr, label_solve
 from pruning.configs import config_value as _get
-from pruning.files import atomic_save_npz, atomic_savefig, atomic_write_text
+from pruning.files import atomic_save_npz, atomic_savefig, atomic_write_text, fingerprint
 
 METHODS = ("random", "label_solve", "kip")
 
@@ -231,7 +230,7 @@ def plot_supports(initial: kip.SupportSet, distilled: kip.SupportSet, path: str,
 def config_fingerprint(config) -> str:
   d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   d = {k: d[k] for k in ("dataset", "kernel", "kip", "label_solve", "finite") if k in d}
-  return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+  return fingerprint(d, length=12)
 
 
 def run_distillation(config, workdir: Optional[str] = None, *, data=None,

@@ -20,7 +20,6 @@ cached by the hash of their example ids.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -31,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from experiments import report
-from pruning.files import atomic_write_text
+from pruning.files import atomic_write_text, fingerprint
 from pruning import data as data_lib
 from pruning import scores as scores_lib
 from pruning import select as select_lib
@@ -128,13 +127,6 @@ def keep_ids(cell: Cell, score: Optional[scores_lib.ScoreResult], train: data_li
                                seed=cell.seed, ccs_beta=config.ccs_beta)
 
 
-def _hash(*arrays, extra: str = "") -> str:
-  h = hashlib.sha256(extra.encode())
-  for a in arrays:
-    h.update(np.ascontiguousarray(a).tobytes())
-  return h.hexdigest()[:20]
-
-
 class CellCache:
   """One JSON file per evaluated set, keyed by what determines its result: the
   set's content (or distillation method, budget), the seed, and a fingerprint
@@ -203,7 +195,7 @@ def run_cell(cell: Cell, scores: dict, evaluator: Evaluator, cache: CellCache, c
   t0 = time.time()
   if cell.family == "pruning":
     ids = keep_ids(cell, scores.get(cell.method), evaluator.data.train, config)
-    key = "set-" + _hash(np.sort(ids), extra=f"seed={cell.seed}")
+    key = "set-" + fingerprint(f"seed={cell.seed}", np.sort(ids), length=20)
     result = cache.get(key)
     if result is None:
       result = evaluator.pruned(ids, cell.seed)
@@ -265,9 +257,9 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
     scores[m] = scores_lib.compute_scores(m, data, sc, cache_dir=os.path.join(workdir, "scores"),
                                           log=tqdm.write)
   evaluator = Evaluator(config, data)
-  cache = CellCache(workdir, _hash(extra=json.dumps(
+  cache = CellCache(workdir, fingerprint(
       [data.train.fingerprint(), data.test.fingerprint(), config.train.to_dict(),
-       config.distill.to_dict()], sort_keys=True, default=str)))
+       config.distill.to_dict()], length=20))
   rows = []
   for cell in tqdm(cells, desc="comparison cells", disable=not config.progress_bar):
     rows.append(run_cell(cell, scores, evaluator, cache, config, workdir))

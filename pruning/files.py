@@ -7,6 +7,8 @@ plots goes through these functions.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
 
@@ -47,3 +49,13 @@ def atomic_savefig(fig, path: str, **savefig_kwargs) -> str:
     fig.savefig(tmp, format="png", **savefig_kwargs)
   plt.close(fig)
   return path
+
+
+def fingerprint(obj, *arrays, length: int = 16) -> str:
+  """Short sha256 of a result's inputs, for cache keys: ``obj`` as sorted-key JSON (a str
+  is hashed as is; other values with ``default=str``), then the bytes of ``arrays``."""
+  text = obj if isinstance(obj, str) else json.dumps(obj, sort_keys=True, default=str)
+  h = hashlib.sha256(text.encode())
+  for a in arrays:
+    h.update(np.ascontiguousarray(a).tobytes())
+  return h.hexdigest()[:length]

@@ -22,7 +22,6 @@ file afterwards; the file name carries a hash of the canonical JSON of those.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Any, Callable, Optional
@@ -92,9 +91,8 @@ def to_jsonable(x: Any) -> Any:
 
 def config_key(method: str, config: Any, fingerprint: str) -> str:
   """Short hash identifying (method, scoring config, dataset)."""
-  blob = json.dumps({"method": method, "config": to_jsonable(config),
-                     "fingerprint": fingerprint, "v": FORMAT_VERSION}, sort_keys=True)
-  return hashlib.sha256(blob.encode()).hexdigest()[:16]
+  return files.fingerprint({"method": method, "config": to_jsonable(config),
+                            "fingerprint": fingerprint, "v": FORMAT_VERSION})
 
 
 def save(path: str, result: ScoreResult) -> str:
