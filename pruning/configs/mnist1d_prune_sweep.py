@@ -9,13 +9,13 @@ prototypes on PCA embeddings, random), each keep fraction in
 Adam (batch 128, cosine; the Data Diet budget convention: the same number of
 steps on every subset), class-balanced selection, and records test accuracy.
 Scores: EL2N and GraNd after 2 of the 8 epochs of a full-data run, 4 runs each;
-forgetting from one full run (per-epoch correctness); GraNd at init and the
+forgetting from one full run (per-minibatch correctness); GraNd at init and the
 input norm only for rank correlations.
 
-Expected (measured on 2 shared, heavily loaded CPU cores: ~4 min of scoring +
-87 cells in ~11 min; docs/prune_sweep_mnist1d.png):
+Expected (4.5 min on 2 idle CPU cores; ~15 min when they are heavily loaded;
+docs/prune_sweep_mnist1d.png):
   full data 0.954 +- 0.001; at f=0.5: GraNd 0.954 +- 0.007, EL2N 0.950 +- 0.003
-  (within noise of full data), forgetting 0.948, random 0.942 +- 0.003,
+  (within noise of full data), forgetting 0.949, random 0.942 +- 0.003,
   CCS 0.935, prototype/PCA 0.918, EL2N keep-easy 0.835. At f <= 0.2 random and
   CCS beat every keep-hard rule (f=0.1: CCS 0.777, random 0.745, EL2N keep-easy
   0.629 > EL2N keep-hard 0.577). Spearman(GraNd at init, input norm) = +0.92.
