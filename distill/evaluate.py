@@ -20,6 +20,7 @@ import os
 import time
 from typing import Optional
 
+import jax
 import numpy as np
 
 from distill import kernels, kip, krr, label_solve
@@ -91,7 +92,14 @@ def finite_network_eval(support: kip.SupportSet, data, config, *, seed: int = 0,
     tcfg.optimizer.lr = float(fc["lr"])
   if _get(fc, "model") is not None:
     tcfg.model = dict(fc["model"])
-  tcfg.num_devices = 1
+  if jax.process_count() > 1:
+    # every device of every process takes part: the global batch must divide evenly
+    # (the sampler wraps round when it exceeds the support set)
+    total = jax.device_count()
+    tcfg.num_devices = None
+    tcfg.batch_size = max(total, tcfg.batch_size // total * total)
+  else:
+    tcfg.num_devices = 1  # a support set is tiny: one device is fastest
   tcfg.progress_bar = False
   tcfg.checkpoint = workdir is not None
   tcfg.augment.crop_padding = 0

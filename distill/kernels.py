@@ -139,7 +139,10 @@ def kernel_matrix(kernel_fn: Callable, x1, x2, batch_size: int = 256) -> np.ndar
   n1, n2 = len(x1), len(x2)
   b = max(1, min(batch_size, n1, n2))
   with x64():
-    batched = nt.batch(kernel_fn, batch_size=b, device_count=0, store_on_device=False)
+    # store_on_device=False moves blocks to jax.devices('cpu')[0], which on a multi-process
+    # run belongs to process 0 only; there, keep them on this process's default device.
+    batched = nt.batch(kernel_fn, batch_size=b, device_count=0,
+                       store_on_device=jax.process_count() > 1)
     k = batched(jnp.asarray(_pad_rows(x1, b)), jnp.asarray(_pad_rows(x2, b)))
     return np.asarray(k)[:n1, :n2]
 

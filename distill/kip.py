@@ -29,7 +29,7 @@ import optax
 from distill import kernels
 from distill import krr
 from pruning.configs import config_value as _get
-from pruning.files import atomic_save_npz, atomic_write_text
+from pruning.files import atomic_save_npz, atomic_write_text, is_writer
 
 CKPT_NAME = "kip_ckpt.npz"
 LOG_NAME = "kip_log.jsonl"
@@ -281,7 +281,7 @@ def distill_kip(train, images_per_class: int, config, *, seed: int = 0,
 
     def log(row):
       history.append(row)
-      if log_path:
+      if log_path and is_writer():
         with open(log_path, "a") as fh:
           fh.write(json.dumps(row) + "\n")
 

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from experiments import report
-from pruning.files import atomic_write_text, fingerprint
+from pruning.files import atomic_write_text, fingerprint, is_writer
 from pruning import data as data_lib
 from pruning import scores as scores_lib
 from pruning import select as select_lib
@@ -242,7 +242,12 @@ def protocol_notes(config, data) -> str:
 
 
 def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Runs (or resumes) the comparison and writes the report; returns the rows."""
+  """Runs (or resumes) the comparison and writes the report; returns the rows.
+
+  Multi-host (`jax.distributed`, a work folder every process sees): every process runs
+  the same cells in the same order (the trainer's steps are collective; scoring is split
+  over hosts), and only process 0 writes files (`pruning.files`).
+  """
   data = data_lib.load_dataset(**config.dataset)
   validate(config, data.train)
   os.makedirs(workdir, exist_ok=True)
@@ -261,8 +266,11 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
       [data.train.fingerprint(), data.test.fingerprint(), config.train.to_dict(),
        config.distill.to_dict()], length=20))
   rows = []
-  for cell in tqdm(cells, desc="comparison cells", disable=not config.progress_bar):
+  show = config.progress_bar and is_writer()
+  for cell in tqdm(cells, desc="comparison cells", disable=not show):
     rows.append(run_cell(cell, scores, evaluator, cache, config, workdir))
+  if not is_writer():  # the report is process 0's
+    return rows
   report.write_csv(rows, os.path.join(workdir, "results.csv"))
   report.write_json(rows, os.path.join(workdir, "results.json"))
   plots = {

@@ -2,7 +2,9 @@
 
 A crashed or killed run never leaves a half-written result behind, and a reader
 never sees one. Every module that writes results, checkpoints of its own or
-plots goes through these functions.
+plots goes through these functions.  In a multi-process run (`jax.distributed`)
+only process 0 writes: every process computes the same results (shared work
+folder), and the others' writes return without touching the disk.
 """
 from __future__ import annotations
 
@@ -31,13 +33,26 @@ def _replace_when_done(path: str, suffix: str):
       os.remove(tmp)
 
 
+def is_writer() -> bool:
+  """Whether this process writes result files: process 0, or the only process."""
+  import sys
+  if "jax" not in sys.modules:  # no JAX in this program: one process
+    return True
+  import jax
+  return jax.process_index() == 0
+
+
 def atomic_write_text(path: str, text: str) -> None:
+  if not is_writer():
+    return
   with _replace_when_done(path, ".tmp") as tmp, open(tmp, "w") as fh:
     fh.write(text)
 
 
 def atomic_save_npz(path: str, **arrays) -> None:
   """np.savez of `arrays` (no pickled objects: load with allow_pickle=False)."""
+  if not is_writer():
+    return
   with _replace_when_done(path, ".npz.tmp") as tmp, open(tmp, "wb") as fh:
     np.savez(fh, **arrays)
 
@@ -45,8 +60,9 @@ def atomic_save_npz(path: str, **arrays) -> None:
 def atomic_savefig(fig, path: str, **savefig_kwargs) -> str:
   """Saves a matplotlib figure as PNG and closes it; returns `path`."""
   import matplotlib.pyplot as plt
-  with _replace_when_done(path, ".png") as tmp:
-    fig.savefig(tmp, format="png", **savefig_kwargs)
+  if is_writer():
+    with _replace_when_done(path, ".png") as tmp:
+      fig.savefig(tmp, format="png", **savefig_kwargs)
   plt.close(fig)
   return path
 

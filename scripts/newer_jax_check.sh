@@ -11,7 +11,7 @@ $PY -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__ve
 # 1) The JAX-only tests on CPU with 8 fake devices (tests/conftest.py).
 $PY -m pytest -q -p no:cacheprovider tests/test_theory_*.py tests/test_models.py \
   tests/test_train.py tests/test_multihost.py tests/test_scores.py tests/test_select.py \
-  tests/test_rholoss.py 2>&1 | tail -25
+  tests/test_rholoss.py -k "not comparison" 2>&1 | tail -25  # the comparison test needs neural-tangents
 status=${PIPESTATUS[0]}
 # 2) Training on the default backend (GPU when present).
 for cfg in digits_cnn mnist1d_cnn; do

@@ -1,4 +1,6 @@
-"""Two CPU processes (gloo, 2 fake devices each) == one process with 4 devices."""
+"""Two CPU processes (gloo, 2 fake devices each) == one process with 4 devices: the trainer,
+and the main job (experiments.compare) end to end."""
+import json
 import os
 import socket
 import subprocess
@@ -7,6 +9,7 @@ import sys
 import numpy as np
 
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
+COMPARE_WORKER = os.path.join(os.path.dirname(__file__), "multihost_compare_worker.py")
 
 
 def free_port() -> int:
@@ -15,10 +18,10 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def launch(pid, nproc, port, ndev, workdir, out):
+def launch(pid, nproc, port, ndev, *args, worker=WORKER):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  return subprocess.Popen([sys.executable, WORKER, str(pid), str(nproc), str(port), str(ndev),
-                           str(workdir), str(out)], env=env, stdout=subprocess.PIPE,
+  return subprocess.Popen([sys.executable, worker, str(pid), str(nproc), str(port), str(ndev),
+                           *map(str, args)], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
 
 
@@ -56,3 +59,26 @@ def test_two_processes_match_one_process(tmp_path):
   # only process 0 wrote files; checkpoints of the shared workdir
   assert sorted(os.listdir(tmp_path / "multi")) == ["checkpoints", "config.json", "metrics.jsonl"]
   assert "20" in os.listdir(tmp_path / "multi" / "checkpoints")
+
+
+def test_comparison_two_processes_match_one_process(tmp_path):
+  """The main job on a pod: every process runs the same cells (collective training steps,
+  scoring split over hosts), process 0 alone writes the shared work folder."""
+  port = free_port()
+  multi = [launch(i, 2, port, 2, tmp_path / "multi", worker=COMPARE_WORKER) for i in range(2)]
+  single = launch(0, 1, 0, 4, tmp_path / "single", worker=COMPARE_WORKER)
+  outs = wait(multi + [single], timeout=400)
+  assert "process 1: done" in outs[1]
+  rows = {}
+  for name in ("multi", "single"):
+    with open(tmp_path / name / "results.json") as fh:
+      rows[name] = {(r["method"], r["mode"], r["budget"]): r for r in json.load(fh)}
+    assert (tmp_path / name / "report.html").exists()
+  assert rows["multi"].keys() == rows["single"].keys() and len(rows["multi"]) == 4
+  for key, r in rows["multi"].items():
+    s = rows["single"][key]
+    assert abs(r["network_accuracy"] - s["network_accuracy"]) < 0.02, (key, r, s)
+    assert abs(r["krr_accuracy"] - s["krr_accuracy"]) < 0.02, (key, r, s)
+  # one writer: no temporary files left from a second process's atomic writes
+  leftovers = [f for _, _, fs in os.walk(tmp_path / "multi") for f in fs if ".tmp" in f]
+  assert not leftovers
