@@ -3,6 +3,8 @@
 # whatever JAX the current python has - e.g. a newer JAX than the pinned 0.5.3 -
 # then trains two configs on the default backend (a GPU if there is one).
 # Usage: PYTHON=python3 bash scripts/newer_jax_check.sh [OUT_DIR]
+# (that python needs this repo installed, e.g. pip install --no-deps -e ., for the
+# multi-process test, whose workers import the packages)
 set -uo pipefail
 PY=${PYTHON:-python3}
 OUT=${1:-/tmp/newer_jax_check}
