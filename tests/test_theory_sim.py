@@ -23,7 +23,7 @@ def _check(sim, theory):
 
 
 def test_theta0_theory_matches_simulation():
-    alpha = np.array([[0.5, 2.0, 5.0]])
+    alpha = np.array([[0.5, 2.0, 5.0, 8.0]])
     f = np.array([[1.0], [0.5], [0.2]])
     for keep in ("hard", "easy"):
         sim = simulate_eps(200, alpha, f, 0.0, keep, num_seeds=4, seed=3)
