@@ -540,12 +540,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str]
     nonlocal pending, last_train
     if not pending:
       return
-    vals = jax.device_get([(s, m["loss"][0], m["accuracy"][0]) for s, m in pending])
-    if step_callback is not None:
-      for s, (ids_s, correct_s) in zip([s for s, _ in pending],
-                                       jax.device_get([(m["id"][0], m["correct"][0]) for _, m in pending])):
-        step_callback(s, np.asarray(ids_s), np.asarray(correct_s))
+    fetched = jax.device_get([(s, jax.tree.map(lambda a: a[0], m)) for s, m in pending])
     pending = []
+    if step_callback is not None:
+      for s, m in fetched:
+        step_callback(s, np.asarray(m["id"]), np.asarray(m["correct"]))
+    vals = [(s, m["loss"], m["accuracy"]) for s, m in fetched]
     for s, l, _ in vals:
       if not np.isfinite(l):
         raise NonFiniteLossError(f"non-finite training loss {float(l)} at step {s} "

@@ -114,13 +114,17 @@ def max_margin(x, y, **kw):
     return max_margin_batch(np.asarray(x)[None], np.asarray(y)[None], **kw)["w"][0]
 
 
-def pad_problems(xs, ys):
-    """Stack problems of different size P into padded arrays (B, P_max, N), (B, P_max), mask."""
-    p_max = max(x.shape[0] for x in xs)
+def pad_problems(xs, ys, p_max=None, batch=None):
+    """Stack problems of different size P into padded arrays (B, P_max, N), (B, P_max), mask.
+
+    ``p_max`` (default: the largest P) and ``batch`` (default: len(xs)) fix the padded shape,
+    so problems can be fed to one compiled size; extra rows and problems are masked out."""
+    p_max = p_max or max(x.shape[0] for x in xs)
+    batch = batch or len(xs)
     n = xs[0].shape[1]
-    X = np.zeros((len(xs), p_max, n))
-    Y = np.ones((len(xs), p_max))
-    M = np.zeros((len(xs), p_max), bool)
+    X = np.zeros((batch, p_max, n))
+    Y = np.ones((batch, p_max))
+    M = np.zeros((batch, p_max), bool)
     for b, (x, y) in enumerate(zip(xs, ys)):
         X[b, : x.shape[0]] = x
         Y[b, : x.shape[0]] = y
@@ -248,12 +252,12 @@ def _dual_newton(x, y, mask, c_schedule, max_iter):
         b, h, stage, it, total = state
         C = c_values[stage]  # (B,)
         running = stage < S
-        slack = jnp.where(mask & (h < 1.0), 1.0 - h, 0.0)
         act = mask & (h < 1.0)
+        slack = jnp.where(act, 1.0 - h, 0.0)
         # smallest static size that holds every running problem's active set
-        n_act = jnp.max(jnp.sum(act & running[:, None], axis=-1))
-        branch = jnp.sum(n_act <= jnp.asarray(sizes)) - 1
-        beta = lax.switch(branch, targets, K, act & running[:, None], C)
+        act_running = act & running[:, None]
+        branch = jnp.sum(jnp.max(jnp.sum(act_running, axis=-1)) <= jnp.asarray(sizes)) - 1
+        beta = lax.switch(branch, targets, K, act_running, C)
         d = jnp.where(running[:, None], beta - b, 0.0)
         zd = jnp.einsum("bpq,bq->bp", K, d)
         h_t = h[:, None, :] + steps[None, :, None] * zd[:, None, :]

@@ -19,7 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from theory.max_margin import max_margin, solve_batch
+from theory.max_margin import max_margin, pad_problems, solve_batch
 from theory.teacher_student import (sample_pruned_dataset, validate_alpha, validate_fraction,
                                     validate_keep, validate_n, validate_theta, prune_by_probe)
 
@@ -62,12 +62,7 @@ def solve_problems(xs, ys, progress=False, desc="max-margin", batch_size=None, t
 
     def solve_chunk(chunk):
         p_pad, idx = chunk
-        X = np.zeros((batch_size, p_pad, n))
-        Y = np.ones((batch_size, p_pad))
-        M = np.zeros((batch_size, p_pad), bool)
-        for b, i in enumerate(idx):
-            P = xs[i].shape[0]
-            X[b, :P], Y[b, :P], M[b, :P] = xs[i], ys[i], True
+        X, Y, M = pad_problems([xs[i] for i in idx], [ys[i] for i in idx], p_pad, batch_size)
         return idx, solve_batch(X, Y, M)
 
     w_out, kkt_out = np.zeros((len(xs), n)), np.zeros(len(xs))
