@@ -37,6 +37,7 @@ def tiny_run(tmp_path_factory):
   return c, wd, scaling.run_scaling(c, wd, verbose=False)
 
 
+@pytest.mark.slow
 def test_csv_has_one_finite_row_per_cell(tiny_run):
   c, wd, res = tiny_run
   with open(os.path.join(wd, "results.csv")) as fh:
@@ -56,7 +57,7 @@ def test_csv_has_one_finite_row_per_cell(tiny_run):
     # class-balanced keeping rounds per class: within one example per class of f * n
     assert abs(k - float(r["fraction"]) * n_pool) <= 10
     steps = int(r["num_steps"])
-    assert steps == scaling.budget_steps(k, 64, c.budget)
+    assert steps == scaling.budget_steps(k, c.train.batch_size, c.budget)
     assert int(r["examples_seen"]) == steps * int(r["batch_size"])
     assert steps >= c.budget.min_steps
   for name in ("results.json", "scaling_curves.png", "scaling_frontier.png", "report.md"):
@@ -76,6 +77,7 @@ def test_csv_has_one_finite_row_per_cell(tiny_run):
   assert "Power law on f = 1" in scaling.scaling_section(res)
 
 
+@pytest.mark.slow
 def test_rerun_is_served_from_the_cache(tiny_run, monkeypatch):
   c, wd, res = tiny_run
 
@@ -131,7 +133,9 @@ def test_pools_are_nested_with_nested_validation():
 
 
 def test_budget_rule():
-  b = scaling_mnist1d.get_config().budget
+  b = scaling_mnist1d.get_config().budget.to_dict()
+  b.update(epochs=12.0, min_steps=400)
+  b = type("B", (), b)
   # small set: the min_steps floor, rounded up to whole epochs of ceil(90 / 64) = 2 steps
   assert scaling.budget_steps(90, 64, b) == 400
   # large set: 12 epochs of ceil(14400 / 64) = 225 steps
