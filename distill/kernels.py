@@ -23,6 +23,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from distill import nt_compat  # noqa: F401  (first: neural-tangents 0.6.5 on current JAX)
 import neural_tangents as nt
 from neural_tangents import stax
 
