@@ -1,33 +1,26 @@
-"""Evaluation of support sets and the distillation driver.
+"""Making and evaluating support sets.
 
+  * `distill_support(method, train, images_per_class, config, seed)` - one support
+    set by a method of `DISTILLERS` ('random' class-balanced sample, 'label_solve', 'kip').
   * `krr_test_metrics` - kernel ridge regression with the support set on the test
     split (accuracy, MSE to centred one-hot targets).
-  * `finite_network_eval` - trains a finite network with the shared trainer
-    (`pruning.train.train_and_evaluate`) on the support set with MSE on its soft
-    labels (kept as they are, optionally `center_at_init`) and tests it.
-  * `distill_support(method, train, images_per_class, config, seed)` - one support
-    set by 'random' (class-balanced sample), 'label_solve' or 'kip'.
-  * `run_distillation(config, workdir)` - every (images_per_class, seed, method)
-    of a config: result rows (also results.json / results.csv, written
-    atomically), support sets as npz, a PNG of distilled vs initial images.
+  * `finite_network_eval` - trains a finite network, given by its own trainer config, with
+    the shared trainer (`core.train.train_and_evaluate`) on the support set with MSE on its
+    soft labels (kept as they are, optionally `center_at_init`) and tests it.
+The driver over a grid of budgets and seeds is `experiments.distill.run_distillation`.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import os
-import time
 from typing import Optional
 
-import jax
+import ml_collections
 import numpy as np
 
+from core import parallel
+from core.config import config_value as _get
+from core.data import ArrayDataset, DatasetSplits
 from distill import kernels, kip, krr, label_solve
-from pruning.configs import config_value as _get
-from pruning.files import atomic_save_npz, atomic_savefig, atomic_write_text, fingerprint
-
-METHODS = ("random", "label_solve", "kip")
+from distill.support import SupportSet, init_support
 
 
 def kernel_fn_for(config, example_shape, num_classes: int = 10):
@@ -48,62 +41,69 @@ def distill_support(method: str, train, images_per_class: int, config, *, seed: 
                     progress: bool = False) -> kip.SupportSet:
   """A support set of `images_per_class` per class by `method` ('random', 'label_solve', 'kip').
 
-  `train`/`test` are pruning.data.ArrayDataset; `config` as in
+  `train`/`test` are core.data.ArrayDataset; `config` as in
   distill/configs/*.py (needs `kernel`, `kip`, optionally `label_solve`).
   KIP with `workdir` checkpoints there and resumes.
   """
-  if method == "random":
-    return kip.init_support(train, images_per_class, seed)
-  if method == "label_solve":
-    return label_solve.label_solve_support(train, images_per_class, config, seed=seed)
-  if method == "kip":
-    return kip.distill_kip(train, images_per_class, config, seed=seed, workdir=workdir,
-                           test=test, progress=progress).support
-  raise ValueError(f"unknown distillation method {method!r}; choose from {METHODS}")
+  if method not in DISTILLERS:
+    raise ValueError(f"unknown distillation method {method!r}; choose from {METHODS}")
+  return DISTILLERS[method](train, images_per_class, config, seed=seed, workdir=workdir,
+                            test=test, progress=progress)
+
+
+def _random(train, ipc, config, *, seed, **_):
+  return init_support(train, ipc, seed)
+
+
+def _label_solve(train, ipc, config, *, seed, **_):
+  return label_solve.label_solve_support(train, ipc, config, seed=seed)
+
+
+def _kip(train, ipc, config, *, seed, workdir=None, test=None, progress=False):
+  return kip.distill_kip(train, ipc, config, seed=seed, workdir=workdir, test=test,
+                         progress=progress).support
+
+
+# name -> fn(train, images_per_class, config, *, seed, workdir, test, progress) -> SupportSet
+DISTILLERS = {"random": _random, "label_solve": _label_solve, "kip": _kip}
+METHODS = tuple(DISTILLERS)
 
 
 # ----------------------------------------------------------------------------
 # Finite networks via the shared trainer.
 
 
-def finite_network_eval(support: kip.SupportSet, data, config, *, seed: int = 0,
-                        workdir: Optional[str] = None) -> dict:
-  """Trains a finite network on the support set (MSE on its soft labels) and tests it.
+def finite_network_eval(support: SupportSet, data, train_config, *, seed: int = 0,
+                        workdir: Optional[str] = None, center_at_init: bool = True,
+                        augment: Optional[dict] = None) -> dict:
+  """Trains the finite network of `train_config` on the support set and tests it.
 
-  `config.finite`: `trainer_config` (path of a pruning/configs module, optional
-  ':arg'), `num_steps`, `batch_size` (capped at the support size), `lr`,
-  `center_at_init`, `model` (optional override). Labels are used as learned
-  (centred scale, not rounded). Returns {'finite_test_accuracy',
-  'finite_test_loss'}.
+  `train_config` is the evaluation network's own trainer config (model, optimizer,
+  num_steps, batch_size, ...), the same one the pruned sets train with; here the loss is
+  MSE on the support set's soft labels (kept as learned: centred scale, not rounded), the
+  batch is capped at the support size, `center_at_init` as given, and no augmentation
+  unless `augment` is given. Returns {'finite_test_accuracy', 'finite_test_loss'}.
   """
-  from pruning import train as trainer
-  from pruning.data import ArrayDataset, DatasetSplits
-  fc = config["finite"]
-  tcfg = load_config_module(fc["trainer_config"])
+  from core import train as trainer
   n = len(support.x)
+  tcfg = ml_collections.ConfigDict(train_config.to_dict() if hasattr(train_config, "to_dict")
+                                   else dict(train_config))
+  if not tcfg.get("num_steps"):
+    raise ValueError("finite_network_eval: the evaluation network's config needs num_steps "
+                     "(support sets are trained for a fixed number of steps)")
   tcfg.seed = int(seed)
   tcfg.loss = "mse"
-  tcfg.center_at_init = bool(_get(fc, "center_at_init", True))
-  tcfg.batch_size = int(min(int(_get(fc, "batch_size", 64)), n))
-  tcfg.num_steps = int(fc["num_steps"])
+  tcfg.center_at_init = bool(center_at_init)
   tcfg.num_epochs = None
   tcfg.num_examples = None
-  if _get(fc, "lr") is not None:
-    tcfg.optimizer.lr = float(fc["lr"])
-  if _get(fc, "model") is not None:
-    tcfg.model = dict(fc["model"])
-  if jax.process_count() > 1:
-    # every device of every process takes part: the global batch must divide evenly
-    # (the sampler wraps round when it exceeds the support set)
-    total = jax.device_count()
-    tcfg.num_devices = None
-    tcfg.batch_size = max(total, tcfg.batch_size // total * total)
-  else:
-    tcfg.num_devices = 1  # a support set is tiny: one device is fastest
+  devices = parallel.local_devices(None if parallel.process_count() > 1 else 1)
+  # a support set is tiny: one device is fastest; with several processes every device
+  # takes part and the batch must divide over them (the sampler wraps round)
+  tcfg.num_devices = None if parallel.process_count() > 1 else 1
+  tcfg.batch_size = parallel.round_up_to_devices(min(int(tcfg.batch_size), n), devices)
   tcfg.progress_bar = False
   tcfg.checkpoint = workdir is not None
-  tcfg.augment.crop_padding = 0
-  tcfg.augment.flip = False
+  tcfg.augment = dict(crop_padding=0, flip=False, **dict(augment or {}))
   y = np.asarray(support.y, np.float32)
   if not np.isfinite(y).all() or not np.isfinite(np.asarray(support.x)).all():
     raise ValueError("finite_network_eval: support set contains NaN/inf")
@@ -114,206 +114,3 @@ def finite_network_eval(support: kip.SupportSet, data, config, *, seed: int = 0,
   res = trainer.train_and_evaluate(tcfg, workdir, data=splits)
   return {"finite_test_accuracy": float(res.metrics["test_accuracy"]),
           "finite_test_loss": float(res.metrics.get("test_loss", float("nan")))}
-
-
-def load_config_module(spec: str):
-  """`path/to/config.py[:arg]` -> its get_config(arg)."""
-  import importlib.util
-  path, _, arg = str(spec).partition(":")
-  if not os.path.exists(path):
-    raise ValueError(f"trainer config {path!r} does not exist")
-  mod_spec = importlib.util.spec_from_file_location(f"_cfg_{abs(hash(path))}", path)
-  mod = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(mod)
-  return mod.get_config(arg or None)
-
-
-# ----------------------------------------------------------------------------
-# Files.
-
-
-def save_support(path: str, support: kip.SupportSet) -> None:
-  s = support.to_numpy()
-  atomic_save_npz(path, x=s.x, y=s.y, labels=s.labels, init_ids=s.init_ids)
-
-
-def load_support(path: str) -> kip.SupportSet:
-  with np.load(path) as f:
-    return kip.SupportSet(x=f["x"], y=f["y"], labels=f["labels"], init_ids=f["init_ids"])
-
-
-def write_results(workdir: str, rows: list) -> None:
-  atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(rows, indent=1) + "\n")
-  keys = []
-  for r in rows:
-    keys += [k for k in r if k not in keys]
-  buf = io.StringIO()
-  w = csv.DictWriter(buf, fieldnames=keys)
-  w.writeheader()
-  w.writerows(rows)
-  atomic_write_text(os.path.join(workdir, "results.csv"), buf.getvalue())
-
-
-def summarize(rows: list) -> list:
-  """Mean/std over seeds of KRR (and finite) accuracy per (method, images_per_class)."""
-  groups = {}
-  for r in rows:
-    groups.setdefault((r["method"], r["images_per_class"]), []).append(r)
-  out = []
-  for (method, ipc), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], METHODS.index(kv[0][0]) if kv[0][0] in METHODS else 9)):
-    row = {"method": method, "images_per_class": ipc, "seeds": [r["seed"] for r in rs]}
-    for k in ("krr_test_accuracy", "finite_test_accuracy"):
-      v = [r[k] for r in rs if k in r]
-      if v:
-        row[k + "_mean"], row[k + "_std"] = float(np.mean(v)), float(np.std(v))
-    out.append(row)
-  return out
-
-
-# ----------------------------------------------------------------------------
-# Figure.
-
-
-def plot_supports(initial: kip.SupportSet, distilled: kip.SupportSet, path: str,
-                  title: str = "", max_per_class: int = 10) -> None:
-  """PNG: random initial support (left) beside the distilled one (right).
-
-  Images: one row per class, `max_per_class` images per side. 1-D signals
-  (MNIST-1D): one row per class, up to 3 signals per panel as line plots.
-  """
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  x0, x1 = np.asarray(initial.x), np.asarray(distilled.x)
-  labels = np.asarray(initial.labels)
-  classes = np.unique(labels)
-  is_image = x0.ndim == 4
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  if is_image:
-    k = min(max_per_class, int(np.bincount(labels).max()))
-    fig, axes = plt.subplots(len(classes), 2 * k + 1, figsize=(0.6 * (2 * k + 1), 0.6 * len(classes) + 0.6),
-                             squeeze=False)
-    for r, c in enumerate(classes):
-      idx = np.flatnonzero(labels == c)[:k]
-      for side, xs in enumerate((x0, x1)):
-        for j in range(k):
-          ax = axes[r, j + side * (k + 1)]
-          ax.set_xticks([]); ax.set_yticks([])
-          for s in ax.spines.values():
-            s.set_visible(False)
-          if j < len(idx):
-            img = xs[idx[j], ..., 0] if xs.shape[-1] == 1 else xs[idx[j]]
-            lim = np.abs(img).max() + 1e-8
-            ax.imshow(img, cmap="gray", vmin=-lim if img.min() < 0 else 0, vmax=lim)
-      axes[r, k].axis("off")
-      axes[r, 0].set_ylabel(str(c), rotation=0, labelpad=8, fontsize=9, va="center")
-    axes[0, k // 2].set_title("random initial", fontsize=10)
-    axes[0, k + 1 + k // 2].set_title("distilled (KIP)", fontsize=10)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
-  else:
-    per = min(3, int(np.bincount(labels).max()))
-    fig, axes = plt.subplots(len(classes), 2, figsize=(8, 1.0 * len(classes) + 0.6),
-                             sharex=True, squeeze=False)
-    t = np.arange(x0.shape[1])
-    for r, c in enumerate(classes):
-      idx = np.flatnonzero(labels == c)[:per]
-      for side, xs in enumerate((x0, x1)):
-        ax = axes[r, side]
-        for j, i in enumerate(idx):
-          ax.plot(t, xs[i].reshape(len(t), -1)[:, 0], lw=1.0, color=f"C{j}")
-        ax.set_yticks([])
-      axes[r, 0].set_ylabel(str(c), rotation=0, labelpad=10, fontsize=9, va="center")
-    axes[0, 0].set_title("random initial", fontsize=10)
-    axes[0, 1].set_title("distilled (KIP)", fontsize=10)
-    fig.subplots_adjust(hspace=0.1, wspace=0.05)
-  if title:
-    fig.suptitle(title, fontsize=10)
-  atomic_savefig(fig, path, dpi=110, bbox_inches="tight")
-
-
-# ----------------------------------------------------------------------------
-# Driver.
-
-
-def config_fingerprint(config) -> str:
-  d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  d = {k: d[k] for k in ("dataset", "kernel", "kip", "label_solve", "finite") if k in d}
-  return fingerprint(d, length=12)
-
-
-def run_distillation(config, workdir: Optional[str] = None, *, data=None,
-                     progress: bool = True) -> list:
-  """Runs every (images_per_class, seed, method) of `config`; returns result rows.
-
-  Each row: method, images_per_class, seed, support_size, krr_test_accuracy,
-  krr_test_mse, (finite_test_accuracy, finite_test_loss with config.finite.enabled),
-  seconds, kernel fields. With `workdir`: results.json/.csv (atomic, rewritten
-  after every row; rows of a finished run with the same config are reused),
-  supports/<method>_ipc<k>_seed<s>.npz, kip/ipc<k>_seed<s>/ (KIP checkpoints
-  and kip_log.jsonl) and distilled_ipc<k>_seed<s>.png (config.figure).
-  """
-  from pruning.data import load_dataset
-  if data is None:
-    data = load_dataset(**dict(config["dataset"]))
-  methods = tuple(config["methods"])
-  for m in methods:
-    if m not in METHODS:
-      raise ValueError(f"unknown distillation method {m!r}; choose from {METHODS}")
-  for ipc in config["images_per_class"]:
-    kip.check_images_per_class(data.train.labels, data.num_classes, ipc)
-  fp = config_fingerprint(config)
-  rows, done = [], {}
-  if workdir:
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "results.json")
-    if os.path.exists(path):
-      with open(path) as f:
-        for r in json.load(f):
-          if r.get("config") == fp:
-            done[(r["method"], r["images_per_class"], r["seed"])] = r
-  finite_on = bool(_get(_get(config, "finite", {}), "enabled", False))
-  fig_cfg = _get(config, "figure", {})
-  kcfg = dict(config["kernel"])
-  for ipc in config["images_per_class"]:
-    for seed in config["seeds"]:
-      supports = {}
-      for method in methods:
-        key = (method, int(ipc), int(seed))
-        sup_path = os.path.join(workdir, "supports", f"{method}_ipc{ipc}_seed{seed}.npz") if workdir else None
-        if key in done and sup_path and os.path.exists(sup_path):
-          rows.append(done[key])
-          supports[method] = load_support(sup_path)
-          continue
-        t0 = time.time()
-        kip_dir = os.path.join(workdir, "kip", f"ipc{ipc}_seed{seed}") if workdir else None
-        support = distill_support(method, data.train, int(ipc), config, seed=int(seed),
-                                  workdir=kip_dir, test=data.test, progress=progress)
-        row = {"dataset": data.name, "method": method, "images_per_class": int(ipc),
-               "seed": int(seed), "support_size": int(len(support.x)),
-               **krr_test_metrics(support, data.test, config),
-               "distill_seconds": round(time.time() - t0, 2),
-               "architecture": kcfg.get("architecture"), "depth": kcfg.get("depth"),
-               "kernel_type": kcfg.get("kernel_type"), "config": fp}
-        if method == "kip":
-          row.update(kip_steps=int(config["kip"]["steps"]), kip_lr=float(config["kip"]["lr"]),
-                     learn_labels=bool(_get(config["kip"], "learn_labels", False)))
-        if finite_on:
-          row.update(finite_network_eval(support, data, config, seed=int(seed)))
-        rows.append(row)
-        supports[method] = support
-        if workdir:
-          save_support(sup_path, support)
-          write_results(workdir, rows + [r for k, r in done.items() if r not in rows])
-        if progress:
-          print(json.dumps({k: row[k] for k in row if k != "config"}), flush=True)
-      if (workdir and "kip" in supports and "random" in supports
-          and int(ipc) == int(_get(fig_cfg, "images_per_class", 10))
-          and int(seed) == int(_get(fig_cfg, "seed", 0))):
-        plot_supports(supports["random"], supports["kip"],
-                      os.path.join(workdir, f"distilled_ipc{ipc}_seed{seed}.png"),
-                      title=f"{data.name}: {ipc} per class, KIP {kcfg.get('architecture')} "
-                            f"{kcfg.get('kernel_type')} (seed {seed})")
-  if workdir:
-    write_results(workdir, rows)
-    atomic_write_text(os.path.join(workdir, "summary.json"), json.dumps(summarize(rows), indent=1) + "\n")
-  return rows

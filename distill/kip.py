@@ -28,33 +28,12 @@ import optax
 
 from distill import kernels
 from distill import krr
-from pruning.configs import config_value as _get
-from pruning.files import atomic_save_npz, atomic_write_text, is_writer
+from distill.support import SupportSet, check_finite, check_images_per_class, init_support
+from core.config import config_value as _get
+from core.io import atomic_save_npz, atomic_write_text, is_writer
 
 CKPT_NAME = "kip_ckpt.npz"
 LOG_NAME = "kip_log.jsonl"
-
-
-@flax.struct.dataclass
-class SupportSet:
-  """A distilled (or sampled) support set.
-
-  x: (n_s, *example_shape) inputs; y: (n_s, C) regression targets (soft labels,
-  centred scale: one_hot - 1/C at init); labels: (n_s,) class each image was
-  drawn from; init_ids: (n_s,) stable train ids of the initial images.
-  """
-  x: Any
-  y: Any
-  labels: Any
-  init_ids: Any
-
-  @property
-  def num_classes(self) -> int:
-    return int(np.shape(self.y)[1])
-
-  def to_numpy(self) -> "SupportSet":
-    return SupportSet(np.asarray(self.x), np.asarray(self.y), np.asarray(self.labels),
-                      np.asarray(self.init_ids))
 
 
 @flax.struct.dataclass
@@ -70,41 +49,6 @@ class KIPState:
 class KIPResult:
   support: SupportSet
   history: list = flax.struct.field(pytree_node=False, default_factory=list)
-
-
-# ----------------------------------------------------------------------------
-# Validation and sampling.
-
-
-def check_finite(x, what: str) -> None:
-  x = np.asarray(x)
-  if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-    raise ValueError(f"{what}: contains NaN/inf")
-
-
-def check_images_per_class(labels: np.ndarray, num_classes: int, images_per_class: int) -> int:
-  ipc = int(images_per_class)
-  if ipc < 1:
-    raise ValueError(f"images_per_class must be >= 1, got {images_per_class}")
-  counts = np.bincount(np.asarray(labels), minlength=num_classes)
-  if ipc > counts.min():
-    c = int(np.argmin(counts))
-    raise ValueError(f"images_per_class={ipc} exceeds the size of class {c} "
-                     f"({int(counts[c])} training examples)")
-  return ipc
-
-
-def init_support(train, images_per_class: int, seed: int) -> SupportSet:
-  """Class-balanced random sample of `train` (an ArrayDataset), sorted by class."""
-  from pruning.data import class_balanced_ids
-  check_images_per_class(train.labels, train.num_classes, images_per_class)
-  check_finite(train.x, f"{train.name} inputs")
-  ids = class_balanced_ids(train, int(images_per_class), seed)
-  sub = train.subset(ids)
-  return SupportSet(x=np.asarray(sub.x, np.float64),
-                    y=krr.targets_of(sub.y, train.num_classes),
-                    labels=np.asarray(sub.labels, np.int32),
-                    init_ids=np.asarray(ids, np.int64))
 
 
 def target_batch_positions(labels: np.ndarray, num_classes: int, per_class: int,
@@ -221,7 +165,7 @@ def _read_log(path: str, upto_step: int) -> list:
 
 def distill_kip(train, images_per_class: int, config, *, seed: int = 0,
                 workdir: Optional[str] = None, test=None, progress: bool = True) -> KIPResult:
-  """Runs KIP on `train` (pruning.data.ArrayDataset) and returns the support set.
+  """Runs KIP on `train` (core.data.ArrayDataset) and returns the support set.
 
   Args:
     train: training split; targets are its labels as centred one-hot vectors.

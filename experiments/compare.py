@@ -30,8 +30,8 @@ import numpy as np
 from tqdm import tqdm
 
 from experiments import report
-from pruning.files import atomic_write_text, fingerprint, is_writer
-from pruning import data as data_lib
+from core.io import atomic_write_text, fingerprint, is_writer
+from core import data as data_lib
 from pruning import scores as scores_lib
 from pruning import select as select_lib
 
@@ -165,16 +165,17 @@ class Evaluator:
 
   def pruned(self, ids: np.ndarray, seed: int) -> dict:
     """Cross-entropy training on the kept examples (Data Diet protocol)."""
-    from distill import kip, krr
-    from pruning import train as train_lib
+    from core import train as train_lib
+    from distill import krr
+    from distill.support import SupportSet
     sub = self.data.train.subset(ids)
     tc = ml_collections.ConfigDict(self.config.train.to_dict())
     tc.seed = int(seed)
     splits = data_lib.DatasetSplits(sub, self.data.test, self.data.num_classes, self.data.name)
     net = train_lib.train_and_evaluate(tc, None, data=splits).metrics["test_accuracy"]
-    support = kip.SupportSet(sub.x, np.asarray(krr.centered_one_hot(sub.labels,
+    support = SupportSet(sub.x, np.asarray(krr.centered_one_hot(sub.labels,
                                                                     self.data.num_classes)),
-                             sub.labels, sub.ids)
+                         sub.labels, sub.ids)
     return {"network_accuracy": float(net), "krr_accuracy": self.krr_accuracy(support),
             "num_examples": int(len(ids))}
 
@@ -184,7 +185,10 @@ class Evaluator:
     support = distill_eval.distill_support(
         method, self.data.train, per_class, self.config.distill, seed=seed,
         workdir=os.path.join(workdir, "distill", f"{method}_k{per_class}_s{seed}"))
-    net = distill_eval.finite_network_eval(support, self.data, self.config.distill, seed=seed)
+    # the one evaluation network: config.train, as for the pruned cells
+    net = distill_eval.finite_network_eval(
+        support, self.data, self.config.train, seed=seed,
+        center_at_init=bool(self.config.distill.finite.center_at_init))
     return {"network_accuracy": net["finite_test_accuracy"],
             "krr_accuracy": self.krr_accuracy(support), "num_examples": int(len(support.x))}
 
@@ -246,7 +250,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
 
   Multi-host (`jax.distributed`, a work folder every process sees): every process runs
   the same cells in the same order (the trainer's steps are collective; scoring is split
-  over hosts), and only process 0 writes files (`pruning.files`).
+  over hosts), and only process 0 writes files (`core.io`).
   """
   data = data_lib.load_dataset(**config.dataset)
   validate(config, data.train)

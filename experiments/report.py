@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from pruning.files import atomic_savefig, atomic_write_text  # noqa: E402
+from core.io import atomic_savefig, atomic_write_text  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 EVALS = (("network_accuracy", "finite network"), ("krr_accuracy", "kernel regression (NTK)"))

@@ -28,8 +28,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from pruning import data as data_lib
-from pruning import files
+from core import data as data_lib
+from core import io as files
+from core.io import to_jsonable  # noqa: F401  (re-exported for score metadata)
 
 FORMAT_VERSION = 1
 
@@ -70,23 +71,6 @@ class ScoreResult:
     if bad.any():
       raise ScoreFileError(f"{bad.sum()} ids have no score, e.g. {ids[bad][:5].tolist()}")
     return self.scores[order[pos]]
-
-
-def to_jsonable(x: Any) -> Any:
-  """ConfigDicts, numpy scalars/arrays, tuples -> plain JSON types."""
-  if hasattr(x, "to_dict"):
-    x = x.to_dict()
-  if isinstance(x, dict):
-    return {str(k): to_jsonable(v) for k, v in sorted(x.items(), key=lambda kv: str(kv[0]))}
-  if isinstance(x, (list, tuple)):
-    return [to_jsonable(v) for v in x]
-  if isinstance(x, np.ndarray):
-    return x.tolist()
-  if isinstance(x, np.generic):
-    return x.item()
-  if x is None or isinstance(x, (bool, int, float, str)):
-    return x
-  return str(x)
 
 
 def config_key(method: str, config: Any, fingerprint: str) -> str:
@@ -166,7 +150,7 @@ def cached(cache_dir: Optional[str], method: str, config: Any,
     log(f"reusing scores {path}")
     return load(path, dataset, expect={"method": method})
   res = compute()
-  from pruning import parallel
+  from core import parallel
   if parallel.process_index() == 0:
     save(path, res)
     log(f"wrote scores {path}")

@@ -12,7 +12,7 @@ Methods (``compute_scores(method, data, config)``):
     parameters, at init (``grand.epoch = 0``) or after an early epoch, averaged
     over ``grand.num_runs`` inits. Per-example gradients come from
     ``vmap(grad)`` on chunks of ``grand.chunk_size`` examples per device,
-    pmapped over devices (`pruning.parallel`), so memory stays bounded.
+    pmapped over devices (`core.parallel`), so memory stays bounded.
   * ``forgetting`` (Toneva et al. 2019) number of correct -> incorrect
     transitions of each example's prediction over a full training run.
     ``forgetting.record = "minibatch"`` (default, as in the paper): recorded
@@ -53,13 +53,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from pruning import parallel
+from core import parallel, predict as predict_lib, train as train_lib
+from core.data import ArrayDataset, DatasetSplits
+from core.losses import per_example_loss
+from core.models import create_model
+from core.sampler import num_train_steps, steps_per_epoch
+from core.state import TrainState, create_train_state
 from pruning import score_io
-from pruning.data import ArrayDataset, DatasetSplits
 from pruning.score_io import ScoreResult
-
-METHODS = ("random", "input_norm", "el2n", "grand", "forgetting", "prototype")
-
 
 def default_config() -> ml_collections.ConfigDict:
   """Scoring options per method; ``train`` must be set to a trainer config."""
@@ -79,6 +80,12 @@ def default_config() -> ml_collections.ConfigDict:
 
 # ----------------------------------------------------------------------------
 # Pure score functions.
+
+
+def el2n_reduce(logits, targets):
+  """On-device EL2N for `core.predict.predict(reduce_fn=...)`: targets are dense (b, C)."""
+  p = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  return {"el2n": jnp.sqrt(jnp.sum((p - targets) ** 2, axis=-1))}
 
 
 def el2n_from_logits(logits, labels) -> np.ndarray:
@@ -209,7 +216,6 @@ def _split_variables(variables: dict):
 
 
 def _example_loss_fn(model, loss: str, centered: bool):
-  from pruning.train import per_example_loss
 
   def loss_one(params, rest, init_variables, xi, yi):
     logits = model.apply({"params": params, **rest}, xi[None], train=False)
@@ -237,7 +243,6 @@ def _p_grand(model, loss: str, centered: bool, devices: tuple):
 
 
 def _variables_of(variables_or_state):
-  from pruning.train import TrainState
   if isinstance(variables_or_state, TrainState):
     return variables_or_state.variables, variables_or_state.init_variables
   return dict(variables_or_state), None
@@ -256,8 +261,7 @@ def grand_scores(model, variables_or_state, dataset: ArrayDataset, *, chunk_size
   init_variables = init_variables or state_init
   params, rest = _split_variables(variables)
   devices = parallel.local_devices(num_devices)
-  total = parallel.total_device_count(devices)
-  step = int(chunk_size) * total
+  step = parallel.round_up_to_devices(int(chunk_size) * len(devices), devices)
   fn = _p_grand(model, loss, init_variables is not None, tuple(devices))
   rp = parallel.replicate(params, devices)
   rr = parallel.replicate(rest, devices)
@@ -272,7 +276,7 @@ def grand_scores(model, variables_or_state, dataset: ArrayDataset, *, chunk_size
     idx = np.where(valid, idx, 0)
     pos = np.where(valid, idx, -1).astype(np.int32)
     batch = parallel.shard((dataset.x[idx[sl]], y[idx[sl]], pos[sl]), devices)
-    norms, gpos = jax.device_get(jax.tree.map(lambda a: a[0], fn(rp, rr, ri, *batch)))
+    norms, gpos = parallel.fetch(fn(rp, rr, ri, *batch))
     gpos = np.asarray(gpos)
     ok = gpos >= 0
     out[gpos[ok]] = np.asarray(norms)[ok]
@@ -299,10 +303,6 @@ def grand_loop(model, variables, dataset: ArrayDataset, *, loss: str = "cross_en
 # Scores that train networks with the shared trainer.
 
 
-class _StopTraining(Exception):
-  """Raised from an epoch callback once the scoring epoch was recorded."""
-
-
 def _run_config(config, r: int) -> ml_collections.ConfigDict:
   tc = ml_collections.ConfigDict(config.train.to_dict()) if hasattr(config.train, "to_dict") \
       else ml_collections.ConfigDict(dict(config.train))
@@ -313,24 +313,16 @@ def _run_config(config, r: int) -> ml_collections.ConfigDict:
 
 def _train_until(tc, data: DatasetSplits, epoch: int, measure: Callable):
   """Trains with config `tc` and returns measure(model, state) at `epoch` (0 = init)."""
-  from pruning import train
-  from pruning.models import create_model
-  if epoch == 0:
-    model = create_model(tc.model, num_classes=data.num_classes)
-    state = train.create_train_state(tc, model, data.example_shape, int(tc.seed))
-    return measure(model, state)
-  box = {}
   model = create_model(tc.model, num_classes=data.num_classes)
+  if epoch == 0:
+    return measure(model, create_train_state(tc, model, data.example_shape, int(tc.seed)))
+  box = {}
 
   def cb(e, state):
     if e == epoch:
       box["v"] = measure(model, state)
-      raise _StopTraining()
 
-  try:
-    train.train_and_evaluate(tc, None, data=data, epoch_callback=cb)
-  except _StopTraining:
-    pass
+  train_lib.train_and_evaluate(tc, None, data=data, epoch_callback=cb, stop_after_epoch=epoch)
   if "v" not in box:
     raise ValueError(f"scoring epoch {epoch} was never reached: the train config ends "
                      f"earlier (num_steps / num_epochs too small)")
@@ -364,6 +356,124 @@ def _need_train(config, method):
     raise ValueError(f"{method} scores need config.train (a trainer config)")
 
 
+def _random(data, config, sub, log) -> ScoreResult:
+  s = random_scores(len(data.train), config.seed)
+  return ScoreResult(data.train.ids.copy(), s, _meta("random", data, config, sub, num_runs=1))
+
+
+def _input_norm(data, config, sub, log) -> ScoreResult:
+  return ScoreResult(data.train.ids.copy(), input_norm_scores(data.train.x),
+                     _meta("input_norm", data, config, sub))
+
+
+def _averaged_over_runs(method: str, measure_fn: Callable):
+  """A scorer that trains `num_runs` networks to `epoch` and averages measure_fn's scores."""
+  def scorer(data, config, sub, log) -> ScoreResult:
+    _need_train(config, method)
+    if int(sub.epoch) < 0:
+      raise ValueError(f"{method}.epoch must be >= 0, got {sub.epoch}")
+    runs = []
+    for r in range(int(sub.num_runs)):
+      tc = _run_config(config, r)
+      measure = functools.partial(measure_fn, ds=data.train, config=config, sub=sub, tc=tc)
+      runs.append(_train_until(tc, data, int(sub.epoch), measure))
+      log(f"{method}: run {r + 1}/{int(sub.num_runs)} done")
+    per_run = np.stack(runs)
+    meta = _meta(method, data, config, sub, epoch=int(sub.epoch), num_runs=int(sub.num_runs))
+    return ScoreResult(data.train.ids.copy(), per_run.mean(0), meta, per_run)
+  return scorer
+
+
+def _el2n_measure(model, state, *, ds, config, sub, tc):
+  return predict_lib.predict(model, state, ds, int(config.predict_batch_size),
+                             num_devices=tc.get("num_devices"), reduce_fn=el2n_reduce)["el2n"]
+
+
+def _grand_measure(model, state, *, ds, config, sub, tc):
+  return grand_scores(model, state, ds, chunk_size=int(sub.chunk_size),
+                      loss=tc.get("loss") or "cross_entropy", num_devices=tc.get("num_devices"))
+
+
+def _forgetting(data, config, sub, log) -> ScoreResult:
+  _need_train(config, "forgetting")
+  ds = data.train
+  runs = []
+  for r in range(int(sub.num_runs)):
+    tc = _run_config(config, r)
+    if sub.record == "minibatch":
+      tracker = ForgettingTracker(len(ds))
+
+      def on_step(step, batch_ids, per_example, tracker=tracker):
+        tracker.update(ds.positions_with_repeats(batch_ids), per_example["correct"])
+
+      res = train_lib.train_and_evaluate(tc, None, data=data, step_callback=on_step)
+      runs.append(tracker.counts())
+      records = int(tracker.presentations.max(initial=0))
+    elif sub.record == "epoch":
+      hist = []
+      model = create_model(tc.model, num_classes=data.num_classes)
+
+      def cb(e, state, tc=tc, hist=hist):
+        out = predict_lib.per_example_losses(model, state, ds, int(config.predict_batch_size),
+                                             num_devices=tc.get("num_devices"))
+        hist.append(out["correct"] > 0)
+
+      res = train_lib.train_and_evaluate(tc, None, data=data, epoch_callback=cb)
+      runs.append(forgetting_counts(np.stack(hist)))
+      records = len(hist)
+    else:
+      raise ValueError(f"forgetting.record must be 'minibatch' or 'epoch', got {sub.record!r}")
+    log(f"forgetting: run {r + 1}/{int(sub.num_runs)} ({res.metrics['steps']} steps, "
+        f"{records} records per example, per {sub.record}) done")
+  per_run = np.stack(runs)
+  meta = _meta("forgetting", data, config, sub, num_runs=int(sub.num_runs), max_records=records)
+  return ScoreResult(ds.ids.copy(), per_run.mean(0), meta, per_run)
+
+
+def _prototype(data, config, sub, log) -> ScoreResult:
+  ds = data.train
+  emb_kind = sub.embedding
+  if emb_kind == "pca":
+    emb = pca_embedding(ds.x, int(sub.dim), int(config.seed))
+  elif emb_kind in ("random_features", "supervised"):
+    _need_train(config, f"prototype/{emb_kind}")
+    tc = _run_config(config, 0)
+    epoch = 0
+    if emb_kind == "supervised":  # the last full epoch of the train config
+      epoch = int(num_train_steps(tc, len(ds)) // steps_per_epoch(len(ds), int(tc.batch_size)))
+    emb = _train_until(tc, data, epoch, lambda model, st: predict_lib.predict(
+        model, st, ds, int(config.predict_batch_size), return_embedding=True,
+        num_devices=tc.get("num_devices"), reduce_fn=_no_logits)["embeddings"])
+  else:
+    raise ValueError(f"unknown prototype embedding {emb_kind!r}; choose pca, random_features "
+                     f"or supervised")
+  s = prototype_scores(emb, ds.labels, k=int(sub.k), centroids=sub.centroids,
+                       normalize=bool(sub.normalize), seed=int(config.seed),
+                       n_init=int(sub.get("n_init", 3)))
+  uses_labels = emb_kind == "supervised" or sub.centroids != "kmeans"
+  return ScoreResult(ds.ids.copy(), s, _meta("prototype", data, config, sub,
+                                             uses_labels=uses_labels, embedding=emb_kind))
+
+
+def _no_logits(logits, targets):
+  return {}
+
+
+# name -> scorer(data, config, sub, log) -> ScoreResult; `needs_train(sub)`: whether the cache
+# key includes the trainer config.
+SCORERS = {
+    "random": _random,
+    "input_norm": _input_norm,
+    "el2n": _averaged_over_runs("el2n", _el2n_measure),
+    "grand": _averaged_over_runs("grand", _grand_measure),
+    "forgetting": _forgetting,
+    "prototype": _prototype,
+}
+LABEL_FREE_WITHOUT_TRAINING = {"random": lambda sub: True, "input_norm": lambda sub: True,
+                               "prototype": lambda sub: sub.embedding == "pca"}
+METHODS = tuple(SCORERS)
+
+
 def compute_scores(method: str, data: DatasetSplits, config=None, *,
                    cache_dir: Optional[str] = None,
                    log: Callable[[str], None] = lambda s: None) -> ScoreResult:
@@ -374,104 +484,12 @@ def compute_scores(method: str, data: DatasetSplits, config=None, *,
   sub-dict its options). Returns ScoreResult(ids=data.train.ids, scores, meta,
   per_run). With `cache_dir`, computed once and reused (score_io.cached).
   """
-  if method not in METHODS:
-    raise ValueError(f"unknown score method {method!r}; choose from {METHODS}")
+  if method not in SCORERS:
+    raise ValueError(f"unknown score method {method!r}; choose from {tuple(SCORERS)}")
   config = _cfg(config)
-  sub = config[method]
+  sub = config[method] if method in config else ml_collections.ConfigDict()
+  no_train = LABEL_FREE_WITHOUT_TRAINING.get(method, lambda sub: False)(sub)
   key_cfg = {"method": sub.to_dict(), "seed": int(config.seed),
-             "train": None if method in ("random", "input_norm") or
-             (method == "prototype" and sub.embedding == "pca")
-             else score_io.to_jsonable(config.train)}
-  compute = functools.partial(_compute, method, data, config, sub, log)
+             "train": None if no_train else score_io.to_jsonable(config.train)}
+  compute = functools.partial(SCORERS[method], data, config, sub, log)
   return score_io.cached(cache_dir, method, key_cfg, data.train, compute, log)
-
-
-def _compute(method, data, config, sub, log) -> ScoreResult:
-  ds = data.train
-  ids = ds.ids.copy()
-  bs = int(config.predict_batch_size)
-  if method == "random":
-    s = random_scores(len(ds), config.seed)
-    return ScoreResult(ids, s, _meta(method, data, config, sub, num_runs=1))
-  if method == "input_norm":
-    return ScoreResult(ids, input_norm_scores(ds.x), _meta(method, data, config, sub))
-  if method in ("el2n", "grand"):
-    _need_train(config, method)
-    from pruning import train
-    runs = []
-    for r in range(int(sub.num_runs)):
-      tc = _run_config(config, r)
-      if method == "el2n":
-        if int(sub.epoch) < 0:
-          raise ValueError(f"el2n.epoch must be >= 0, got {sub.epoch}")
-        measure = lambda model, st: el2n_from_logits(
-            train.predict(model, st, ds, bs, num_devices=tc.get("num_devices"))["logits"], ds.y)
-      else:
-        loss = tc.get("loss") or "cross_entropy"
-        measure = lambda model, st: grand_scores(
-            model, st, ds, chunk_size=int(sub.chunk_size), loss=loss,
-            num_devices=tc.get("num_devices"))
-      runs.append(_train_until(tc, data, int(sub.epoch), measure))
-      log(f"{method}: run {r + 1}/{int(sub.num_runs)} done")
-    per_run = np.stack(runs)
-    return ScoreResult(ids, per_run.mean(0), _meta(method, data, config, sub, epoch=int(sub.epoch),
-                                                   num_runs=int(sub.num_runs)), per_run)
-  if method == "forgetting":
-    _need_train(config, method)
-    from pruning import train
-    runs = []
-    for r in range(int(sub.num_runs)):
-      tc = _run_config(config, r)
-      if sub.record == "minibatch":
-        tracker = ForgettingTracker(len(ds))
-        position = {int(i): k for k, i in enumerate(ids)}
-
-        def on_step(step, batch_ids, correct, tracker=tracker):
-          tracker.update([position[int(i)] for i in batch_ids], correct)
-
-        res = train.train_and_evaluate(tc, None, data=data, step_callback=on_step)
-        runs.append(tracker.counts())
-        records = int(tracker.presentations.max(initial=0))
-      elif sub.record == "epoch":
-        hist = []
-
-        def cb(e, state, tc=tc, hist=hist):
-          logits = train.predict(model_box[0], state, ds, bs, num_devices=tc.get("num_devices"))["logits"]
-          hist.append(np.argmax(logits, 1) == ds.labels)
-
-        from pruning.models import create_model
-        model_box = [create_model(tc.model, num_classes=data.num_classes)]
-        res = train.train_and_evaluate(tc, None, data=data, epoch_callback=cb)
-        runs.append(forgetting_counts(np.stack(hist)))
-        records = len(hist)
-      else:
-        raise ValueError(f"forgetting.record must be 'minibatch' or 'epoch', got {sub.record!r}")
-      log(f"forgetting: run {r + 1}/{int(sub.num_runs)} ({res.metrics['steps']} steps, "
-          f"{records} records per example, per {sub.record}) done")
-    per_run = np.stack(runs)
-    return ScoreResult(ids, per_run.mean(0), _meta(method, data, config, sub,
-                                                   num_runs=int(sub.num_runs),
-                                                   max_records=records), per_run)
-  # prototype
-  emb_kind = sub.embedding
-  if emb_kind == "pca":
-    emb = pca_embedding(ds.x, int(sub.dim), int(config.seed))
-  elif emb_kind in ("random_features", "supervised"):
-    _need_train(config, f"prototype/{emb_kind}")
-    from pruning import train
-    tc = _run_config(config, 0)
-    epoch = 0
-    if emb_kind == "supervised":
-      epoch = int(train.num_train_steps(tc, len(ds)) //
-                  train.steps_per_epoch(len(ds), int(tc.batch_size)))  # last full epoch
-    emb = _train_until(tc, data, epoch, lambda model, st: train.predict(
-        model, st, ds, bs, return_embedding=True, num_devices=tc.get("num_devices"))["embeddings"])
-  else:
-    raise ValueError(f"unknown prototype embedding {emb_kind!r}; choose pca, random_features "
-                     f"or supervised")
-  s = prototype_scores(emb, ds.labels, k=int(sub.k), centroids=sub.centroids,
-                       normalize=bool(sub.normalize), seed=int(config.seed),
-                       n_init=int(sub.get("n_init", 3)))
-  uses_labels = emb_kind == "supervised" or sub.centroids != "kmeans"
-  return ScoreResult(ids, s, _meta(method, data, config, sub, uses_labels=uses_labels,
-                                   embedding=emb_kind))

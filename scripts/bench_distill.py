@@ -8,7 +8,6 @@ time of K(targets, support) with `kernel_matrix` (nt.batch, float64) after a
 warm-up call, and KIP steps/s (target batch of `--kip_batch`). Random inputs;
 prints one table row per case and a JSON line per case.
 """
-import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 import json
 import os
 import sys

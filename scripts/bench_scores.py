@@ -9,7 +9,6 @@ chunks of `chunk_size` examples per device, pmapped over local devices); the
 loop is `pruning.scores.grand_loop` (one jitted gradient per example). Prints
 examples/s of both and their ratio, and checks that the scores agree.
 """
-import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 import time
 
 import jax
@@ -17,11 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from pruning import data as data_lib, scores
-from pruning.models import create_model
+from core import data as data_lib
+from pruning import scores
+from core.models import create_model
 
 flags.DEFINE_string("dataset", "mnist1d", "digits or mnist1d")
-flags.DEFINE_string("model", "cnn1d", "model name (pruning.models)")
+flags.DEFINE_string("model", "cnn1d", "model name (core.models)")
 flags.DEFINE_integer("n", 2048, "examples scored by the chunked path")
 flags.DEFINE_integer("n_loop", 256, "examples scored by the per-example loop")
 flags.DEFINE_integer("chunk_size", 256, "examples per device per chunk")

@@ -28,7 +28,6 @@ Measured (2-core CPU, default sweep, sklearn time varies with load):
   same code on JAX 0.10.2 (CPU, same machine): 0.92 s / 0.57 s vs 13.7 s -> 14.9x / 24.2x.
 """
 
-import _repo_path  # noqa: F401  (first: lets `import theory` find the package)
 import argparse
 import os
 import time

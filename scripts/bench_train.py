@@ -1,6 +1,6 @@
 """Training throughput (examples/s) on 1 device vs all local devices, in one run.
 
-    python scripts/bench_train.py [--config=pruning/configs/digits_cnn.py] [--devices=8] \
+    python scripts/bench_train.py [--config=core/configs/digits_cnn.py] [--devices=8] \
         [--steps=50] [--batch_size=256]
 
 On CPU, --devices fakes that many XLA host devices (XLA_FLAGS), which share the
@@ -9,7 +9,6 @@ On a GPU/TPU host it uses the real accelerators (--devices is ignored).
 Times the pmapped train step only (host batch assembly + transfer included),
 after a warm-up that compiles it; no evaluation, no checkpoints.
 """
-import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ from ml_collections import config_flags
 flags.DEFINE_integer("devices", 8, "Fake CPU devices (CPU backend only).")
 flags.DEFINE_integer("steps", 50, "Timed steps per setting.")
 flags.DEFINE_integer("batch_size", 256, "Global batch size (divisible by --devices).")
-config_flags.DEFINE_config_file("config", "pruning/configs/digits_cnn.py", "Config file.",
+config_flags.DEFINE_config_file("config", "core/configs/digits_cnn.py", "Config file.",
                                 lock_config=False)
 FLAGS = flags.FLAGS
 
@@ -28,23 +27,28 @@ FLAGS = flags.FLAGS
 def bench(config, data, num_devices, steps):
   import jax
   import numpy as np
-  from pruning import parallel, train
-  from pruning.sampler import IndexSampler
+  from core import parallel, train
+  from core.losses import dense_targets
+  from core.models import create_model
+  from core.optim import make_optimizer
+  from core.sampler import IndexSampler
+  from core.state import create_train_state
   devices = parallel.local_devices(num_devices)
-  model = train.create_model(config.model, num_classes=data.num_classes)
-  tx, _ = train.make_optimizer(config.optimizer, steps + 3)
-  state = train.create_train_state(config, model, data.example_shape, 0, tx=tx)
+  model = create_model(config.model, num_classes=data.num_classes)
+  tx, _ = make_optimizer(config.optimizer, steps + 3)
+  state = create_train_state(config, model, data.example_shape, 0, tx=tx)
   p_train = parallel.pmap(train._make_train_step(model, tx, config.loss, 0, False), devices,
                           donate_argnums=(0,))
   rstate = parallel.replicate(state, devices)
-  x, y, ids = data.train.x, train._targets(data.train), data.train.ids.astype(np.int32)
+  x, y, ids = data.train.x, dense_targets(data.train.y, data.num_classes), data.train.ids.astype(np.int32)
   sampler = IndexSampler(data.train.ids, config.batch_size, 0)
 
   def run(s0, n):
     nonlocal rstate
     for s in range(s0, s0 + n):
       pos = sampler.positions(s)
-      rstate, m = p_train(rstate, parallel.shard({"x": x[pos], "y": y[pos], "id": ids[pos]},
+      rstate, m = p_train(rstate, parallel.shard({"x": x[pos], "y": y[pos], "id": ids[pos],
+                                                  "weight": np.ones(len(pos), np.float32)},
                                                  devices))
     jax.block_until_ready(m)
 
@@ -57,10 +61,10 @@ def bench(config, data, num_devices, steps):
 def main(argv):
   del argv
   import jax
-  from pruning import train
+  from core import train
   config = FLAGS.config
   config.batch_size = FLAGS.batch_size
-  data = train._load(config)
+  data = train.load_data(config)
   n_all = jax.local_device_count()
   print(f"backend={jax.default_backend()} local_devices={n_all} model={config.model.name} "
         f"dataset={data.name} global_batch={config.batch_size} steps={FLAGS.steps}")

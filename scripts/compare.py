@@ -5,12 +5,11 @@
 Multi-host: one process per host with PRUNE_COORDINATOR_ADDRESS / PRUNE_NUM_PROCESSES /
 PRUNE_PROCESS_ID set and a --workdir every host sees; process 0 writes.
 """
-import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import compare
-from pruning import parallel
+from core import parallel
 
 config_flags.DEFINE_config_file("config", "experiments/configs/compare.py",
                                 "Experiment config (append :quick for a short run).")

@@ -1,15 +1,15 @@
 """Data-pruning sweep: scores -> selection -> training on the kept subset.
 
-    python scripts/prune_sweep.py --config=pruning/configs/mnist1d_prune_sweep.py[:quick] \
+    python scripts/prune_sweep.py --config=experiments/configs/mnist1d_prune_sweep.py[:quick] \
         --workdir=/tmp/prune_sweep_mnist1d [--config.seeds=0,1]
 
-Thin wrapper over `pruning.sweep.run_sweep`; resumable (same --workdir).
+Thin wrapper over `experiments.prune_sweep.run_sweep`; resumable (same --workdir).
 """
-import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 from absl import app, flags
 from ml_collections import config_flags
 
-from pruning import parallel, sweep
+from core import parallel
+from experiments import prune_sweep as sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "sweep config file", lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumable)")

@@ -1,14 +1,13 @@
 """RHO-LOSS label-noise experiment (thin entry point over pruning.rholoss).
 
-    python scripts/rholoss.py --config=pruning/configs/mnist1d_rholoss.py --workdir=/tmp/rholoss
+    python scripts/rholoss.py --config=experiments/configs/mnist1d_rholoss.py --workdir=/tmp/rholoss
 """
-import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 import json
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from pruning import rholoss
+from experiments import rholoss
 
 config_flags.DEFINE_config_file("config", None, "experiment config (.py[:arg])", lock_config=True)
 flags.DEFINE_string("workdir", None, "output directory", required=True)

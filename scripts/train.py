@@ -1,6 +1,6 @@
-"""Trains a model from a config file; thin wrapper over pruning.train.train_and_evaluate.
+"""Trains a model from a config file; thin wrapper over core.train.train_and_evaluate.
 
-    python scripts/train.py --config=pruning/configs/digits_cnn.py[:quick] --workdir=DIR \
+    python scripts/train.py --config=core/configs/digits_cnn.py[:quick] --workdir=DIR \
         [--config.optimizer.lr=0.03]
 
 Writes DIR/config.json, DIR/metrics.jsonl and DIR/checkpoints/ (process 0);
@@ -8,13 +8,12 @@ rerunning with the same DIR resumes from the last checkpoint. Several processes:
 set PRUNE_COORDINATOR_ADDRESS / PRUNE_NUM_PROCESSES / PRUNE_PROCESS_ID (or the
 --coordinator_address / --num_processes / --process_id flags) in every process.
 """
-import _repo_path  # noqa: F401  (first: lets `import distill` find the package)
 import json
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pruning import parallel
+from core import parallel
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (pruning/configs/*.py[:arg]).",
@@ -31,7 +30,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
   parallel.maybe_initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                         FLAGS.process_id)
-  from pruning.train import train_and_evaluate
+  from core.train import train_and_evaluate
   result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
   if parallel.process_index() == 0:
     print(json.dumps(result.metrics, indent=1))

@@ -13,7 +13,7 @@ workdir = sys.argv[5]
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={ndev}"
 os.environ["JAX_PLATFORMS"] = "cpu"
 
-from pruning import parallel  # noqa: E402
+from core import parallel  # noqa: E402
 
 parallel.maybe_initialize_distributed(f"localhost:{port}", nproc, pid)
 
@@ -28,7 +28,6 @@ c.modes = ("hard",)
 c.per_class_budgets = (4,)  # 40 examples: batches divide over the 4 devices
 c.fractions = ()
 c.train.num_steps = 40
-c.distill.finite.num_steps = 40
 c.distill.kip.steps = 5
 c.scores.el2n = dict(epoch=1, num_runs=1)
 c.score_train.num_epochs = 1

@@ -14,7 +14,7 @@ workdir, out = sys.argv[5], sys.argv[6]
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={ndev}"
 os.environ["JAX_PLATFORMS"] = "cpu"
 
-from pruning import parallel  # noqa: E402
+from core import parallel  # noqa: E402
 
 parallel.maybe_initialize_distributed(f"localhost:{port}", nproc, pid)
 
@@ -22,9 +22,9 @@ import jax  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pruning import train  # noqa: E402
-from pruning.configs import base_config  # noqa: E402
-from pruning.sampler import IndexSampler  # noqa: E402
+from core import train  # noqa: E402
+from core.config import base_config  # noqa: E402
+from core.sampler import IndexSampler  # noqa: E402
 
 c = base_config()
 c.model = ml_collections.ConfigDict(dict(name="mlp", hidden=(32,)))
@@ -38,7 +38,7 @@ data = train.load_dataset("digits")
 batches, presented = [], []
 r = train.train_and_evaluate(c, workdir, data=data, train_ids=data.train.ids[:640],
                              epoch_callback=lambda e, s: batches.append(e),
-                             step_callback=lambda s, i, ok: presented.append((s, i, ok)))
+                             step_callback=lambda s, i, ex: presented.append((s, i, ex["correct"])))
 assert jax.process_count() == nproc and jax.local_device_count() == ndev
 assert batches == [1, 2], batches
 # every process gets every step's whole global batch (gathered over both processes)

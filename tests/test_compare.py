@@ -7,7 +7,7 @@ import pytest
 
 from experiments import compare
 from experiments.configs import compare as compare_config
-from pruning import data as data_lib
+from core import data as data_lib
 from pruning import select as select_lib
 
 
@@ -18,7 +18,6 @@ def tiny_config():
   c.per_class_budgets = (5,)
   c.fractions = (0.5,)
   c.train.num_steps = 60
-  c.distill.finite.num_steps = 60
   c.distill.kip.steps = 10
   c.progress_bar = False
   return c
@@ -108,8 +107,34 @@ def test_every_comparison_config_resolves(module):
   import importlib
   mod = importlib.import_module(f"experiments.configs.{module}")
   c = mod.get_config()
-  assert c.train.num_steps > 0 and c.distill.finite.num_steps == c.train.num_steps
+  assert c.train.num_steps > 0 and "trainer_config" not in c.distill.finite
   assert set(c.pruning_methods) <= set(compare.PRUNING_METHODS)
-  assert os.path.exists(c.distill.finite.trainer_config)
   with pytest.raises(ValueError, match="unknown config arg 'fast'"):
     mod.get_config("fast")
+
+
+def test_one_evaluation_network_for_pruned_and_distilled_cells(tmp_path, monkeypatch):
+  """`--config.train.num_steps=N` reaches both the pruned and the distilled cells: the support
+  sets train the same network config (config.train) as the kept subsets."""
+  from core import train as train_lib
+  seen = []
+
+  class Stop(Exception):
+    pass
+
+  def record(tc, workdir=None, **kw):
+    seen.append((int(tc.num_steps), tc.model.to_dict(), tc.loss))
+    raise Stop()
+
+  c = tiny_config()
+  c.train.num_steps = 7
+  data = data_lib.load_dataset("digits")
+  ev = compare.Evaluator(c, data)
+  monkeypatch.setattr(train_lib, "train_and_evaluate", record)
+  with pytest.raises(Stop):
+    ev.pruned(data.train.ids[:50], seed=0)
+  with pytest.raises(Stop):
+    ev.distilled("random", 2, seed=0, workdir=str(tmp_path))
+  assert [s[0] for s in seen] == [7, 7]
+  assert seen[0][1] == seen[1][1] == c.train.model.to_dict()
+  assert [s[2] for s in seen] == ["cross_entropy", "mse"]  # hard labels vs soft labels

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from pruning import data
+from core import data
+from core.data import bundled
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def mnist1d_small():
 
 def test_digits_shapes_dtypes_classes(digits):
   assert digits.train.x.shape == (1437, 8, 8, 1)
-  assert digits.test.x.shape == (data.DIGITS_TEST_SIZE, 8, 8, 1)
+  assert digits.test.x.shape == (bundled.DIGITS_TEST_SIZE, 8, 8, 1)
   assert len(digits.train) + len(digits.test) == 1797
   assert digits.train.x.dtype == np.float32 and digits.train.y.dtype == np.int32
   assert digits.train.ids.dtype == np.int64
@@ -96,10 +97,10 @@ def test_errors_name_the_bad_value(digits):
 
 
 def test_nan_inputs_rejected_on_load(monkeypatch):
-  x, y, xt, yt = data.digits_arrays()
+  x, y, xt, yt = bundled.digits_arrays()
   x = x.copy()
   x[7, 0, 0, 0] = np.nan
-  monkeypatch.setattr(data, "digits_arrays", lambda: (x, y, xt, yt))
+  monkeypatch.setattr(bundled, "digits_arrays", lambda: (x, y, xt, yt))
   with pytest.raises(data.DataError, match="digits train: non-finite .*rows \\[7\\]"):
     data.load_dataset("digits")
 
@@ -114,7 +115,7 @@ def test_shard_ranges_disjoint_and_covering():
 
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
-  from pruning import tfds_builders
+  from core.data import tfds_builders
   d = str(tmp_path_factory.mktemp("tfds"))
   tfds_builders.prepare("digits", d)
   tfds_builders.prepare("mnist1d", d, num_train=300, num_test=100)

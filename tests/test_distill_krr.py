@@ -8,7 +8,7 @@ import pytest
 import jax.numpy as jnp
 
 from distill import kernels, kip, krr, label_solve
-from pruning.data import load_dataset
+from core.data import load_dataset
 
 CFG = {"kernel": {"architecture": "fc", "depth": 2, "kernel_type": "ntk"},
        "kip": {"steps": 6, "lr": 0.01, "reg": 1e-6, "target_per_class": 10, "log_every": 2,
@@ -23,7 +23,7 @@ def digits():
 @pytest.fixture(scope="module")
 def small(digits):
   """300 digits training examples (30 per class)."""
-  from pruning.data import class_balanced_ids
+  from core.data import class_balanced_ids
   return digits.train.subset(class_balanced_ids(digits.train, 30, seed=0))
 
 

@@ -6,8 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
+from core.data import DatasetSplits, class_balanced_ids, load_dataset
 from distill import evaluate, kip
-from pruning.data import DatasetSplits, class_balanced_ids, load_dataset
+from distill.support import init_support, load_support
+from experiments.distill import run_distillation
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +31,14 @@ def _config():
   c.kip.checkpoint_every = 2
   c.kip.target_per_class = 5
   c.finite.enabled = True
-  c.finite.num_steps = 10
+  c.finite_train.num_steps = 10
   c.figure.images_per_class = 2
   return c
 
 
 def test_run_distillation_writes_results_supports_and_figure(data, tmp_path):
   c = _config()
-  rows = evaluate.run_distillation(c, str(tmp_path), data=data, progress=False)
+  rows = run_distillation(c, str(tmp_path), data=data, progress=False)
   assert [r["method"] for r in rows] == ["random", "label_solve", "kip"]
   for r in rows:
     assert r["support_size"] == 20 and 0 <= r["krr_test_accuracy"] <= 1
@@ -44,8 +46,8 @@ def test_run_distillation_writes_results_supports_and_figure(data, tmp_path):
   saved = json.load(open(tmp_path / "results.json"))
   assert [r["method"] for r in saved] == ["random", "label_solve", "kip"]
   assert open(tmp_path / "results.csv").readline().startswith("dataset,method,images_per_class")
-  s = evaluate.load_support(str(tmp_path / "supports" / "kip_ipc2_seed0.npz"))
-  r = evaluate.load_support(str(tmp_path / "supports" / "random_ipc2_seed0.npz"))
+  s = load_support(str(tmp_path / "supports" / "kip_ipc2_seed0.npz"))
+  r = load_support(str(tmp_path / "supports" / "random_ipc2_seed0.npz"))
   assert s.x.shape == (20, 8, 8, 1) and s.y.shape == (20, 10)
   np.testing.assert_array_equal(s.init_ids, r.init_ids)
   assert not np.allclose(s.x, r.x)  # KIP moved the images
@@ -54,31 +56,31 @@ def test_run_distillation_writes_results_supports_and_figure(data, tmp_path):
   summary = json.load(open(tmp_path / "summary.json"))
   assert {x["method"] for x in summary} == {"random", "label_solve", "kip"}
   # A rerun reuses finished rows (same config fingerprint).
-  again = evaluate.run_distillation(c, str(tmp_path), data=data, progress=False)
+  again = run_distillation(c, str(tmp_path), data=data, progress=False)
   assert again == rows
 
 
 def test_finite_network_eval_keeps_soft_labels(data):
   c = _config()
-  s = kip.init_support(data.train, 2, seed=1)
+  s = init_support(data.train, 2, seed=1)
   soft = s.replace(y=0.5 * s.y + 0.01)  # not one-hot: must train on these as given
-  m = evaluate.finite_network_eval(soft, data, c, seed=0)
+  m = evaluate.finite_network_eval(soft, data, c.finite_train, seed=0)
   assert set(m) == {"finite_test_accuracy", "finite_test_loss"}
   assert 0 <= m["finite_test_accuracy"] <= 1
   bad = s.replace(x=np.full_like(s.x, np.nan))
   with pytest.raises(ValueError, match="NaN"):
-    evaluate.finite_network_eval(bad, data, c)
+    evaluate.finite_network_eval(bad, data, c.finite_train)
 
 
 def test_driver_errors(data):
   c = _config()
   c.methods = ("random", "magic")
   with pytest.raises(ValueError, match="'magic'"):
-    evaluate.run_distillation(c, None, data=data, progress=False)
+    run_distillation(c, None, data=data, progress=False)
   c = _config()
   c.images_per_class = (21,)
   with pytest.raises(ValueError, match="images_per_class=21"):
-    evaluate.run_distillation(c, None, data=data, progress=False)
+    run_distillation(c, None, data=data, progress=False)
   with pytest.raises(ValueError, match="unknown distillation method"):
     evaluate.distill_support("kmeans", data.train, 1, c)
 

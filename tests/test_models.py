@@ -1,11 +1,11 @@
-"""Shapes, embeddings and the model registry of pruning.models."""
+"""Shapes, embeddings and the model registry of core.models."""
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
-from pruning.models import create_model
+from core.models import create_model
 
 CASES = [
     ("mlp", dict(hidden=(32, 16)), (8, 8, 1), 16),

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from pruning import rholoss
-from pruning.data import DataError
+from experiments import rholoss as rholoss_exp
+from pruning import label_noise, rholoss
+from core.data import DataError
 
 
 def test_select_top_by_reducible_loss_hand_made():
@@ -47,17 +48,17 @@ def test_select_errors():
 def test_flip_labels_and_holdout():
   y = np.arange(200) % 10
   ids = np.arange(200) + 1000
-  y2, noisy = rholoss.flip_labels(y, ids, 0.25, 10, seed=3)
+  y2, noisy = label_noise.flip_labels(y, ids, 0.25, 10, seed=3)
   assert len(noisy) == 50
   changed = ids[y2 != y]
   np.testing.assert_array_equal(changed, noisy)  # every flip goes to a different class
-  y3, noisy3 = rholoss.flip_labels(y, ids, 0.25, 10, seed=3)
+  y3, noisy3 = label_noise.flip_labels(y, ids, 0.25, 10, seed=3)
   np.testing.assert_array_equal(y2, y3)
-  pool, hold = rholoss.split_holdout(ids, 0.2, seed=1)
+  pool, hold = label_noise.split_holdout(ids, 0.2, seed=1)
   assert len(hold) == 40 and len(pool) == 160
   assert not set(pool.tolist()) & set(hold.tolist())
   with pytest.raises(DataError):
-    rholoss.flip_labels(y, ids, 1.5, 10, seed=0)
+    label_noise.flip_labels(y, ids, 1.5, 10, seed=0)
 
 
 def test_il_losses_roundtrip_and_selector_counts(tmp_path):
@@ -78,12 +79,12 @@ def test_il_losses_roundtrip_and_selector_counts(tmp_path):
 
 def _digits_config(**rho):
   import ml_collections
-  from pruning.configs import base_config
+  from core.config import base_config
   c = base_config()
   c.dataset = dict(name="digits", normalization="standardize")
   c.model = dict(name="mlp", hidden=(64,))
   c.batch_size = 16
-  c.selection.candidate_batch_size = 128
+  c.selection = ml_collections.ConfigDict(dict(candidate_batch_size=128))
   c.num_steps = 150
   c.optimizer.update(name="adam", lr=3e-3, schedule="constant")
   c.eval_every_steps = 50
@@ -102,8 +103,8 @@ def _digits_config(**rho):
 
 def test_trainer_selection_path_same_ids_on_1_and_8_devices(n_devices):
   assert n_devices == 8
-  from pruning import train
-  from pruning.data import load_dataset
+  from core import train
+  from core.data import load_dataset
   data = load_dataset("digits")
   rng = np.random.default_rng(0)
   il = rholoss.ILLosses(data.train.ids, rng.random(len(data.train)))
@@ -113,11 +114,11 @@ def test_trainer_selection_path_same_ids_on_1_and_8_devices(n_devices):
     c.num_devices = nd
     c.num_steps = 6
     c.batch_size = 16
-    c.selection.candidate_batch_size = 64
     with c.unlocked():
       del c["rholoss"]
     sel = rholoss.BatchSelector("rholoss", il)
-    res = train.train_and_evaluate(c, None, data=data, batch_selector=sel)
+    res = train.train_and_evaluate(c, None, data=data,
+                                   batch_source=rholoss.RhoLossSource(sel, 64))
     assert res.metrics["steps"] == 6
     logs[nd] = sel.log
   assert [s for s, _ in logs[1]] == list(range(6))
@@ -129,7 +130,7 @@ def test_trainer_selection_path_same_ids_on_1_and_8_devices(n_devices):
 
 def test_noisy_labels_selected_less_by_rholoss_than_by_loss(tmp_path):
   c = _digits_config()
-  res = rholoss.run_experiment(c, str(tmp_path), log=lambda s: None)
+  res = rholoss_exp.run_experiment(c, str(tmp_path), log=lambda s: None)
   s = res["summary"]
   rho, loss = s["rholoss"], s["loss"]
   base = rho["noisy_candidate_frac"]
@@ -143,10 +144,10 @@ def test_noisy_labels_selected_less_by_rholoss_than_by_loss(tmp_path):
   for f in ("results.json", "curves.csv", "rholoss.png", "il_losses.npz"):
     assert (tmp_path / f).stat().st_size > 0
   # IL losses are a score file keyed by id, for the pool (not the holdout)
-  data, noisy, pool, holdout = rholoss.noisy_splits(c)
+  data, noisy, pool, holdout = rholoss_exp.noisy_splits(c)
   il = rholoss.ILLosses.load(str(tmp_path / "il_losses.npz"), data.train.subset(pool))
   np.testing.assert_array_equal(il.ids, pool)
   assert not np.isin(holdout, il.ids).any()
   # re-running reuses IL losses and finished runs
-  res2 = rholoss.run_experiment(c, str(tmp_path), log=lambda s: None)
+  res2 = rholoss_exp.run_experiment(c, str(tmp_path), log=lambda s: None)
   assert res2["methods"]["loss"]["seeds"]["0"]["test_acc"] == res["methods"]["loss"]["seeds"]["0"]["test_acc"]

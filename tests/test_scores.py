@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from pruning import score_io, scores
-from pruning.data import ArrayDataset, DatasetSplits
-from pruning.models import create_model
-from pruning.sampler import IndexSampler
+from core.data import ArrayDataset, DatasetSplits
+from core.models import create_model
+from core.sampler import IndexSampler
 
 
 def _splits(n=60, n_test=20, d=6, classes=3, seed=0):
@@ -25,7 +25,7 @@ def _splits(n=60, n_test=20, d=6, classes=3, seed=0):
 
 
 def _train_cfg(**kw):
-  from pruning.configs import base_config
+  from core.config import base_config
   c = base_config()
   c.model = dict(name="mlp", hidden=(8,))
   c.batch_size = 16
@@ -46,7 +46,7 @@ def _mlp_numpy(params, x):
 
 
 def test_el2n_matches_numpy_on_tiny_model():
-  from pruning import train
+  from core import train
   data = _splits()
   cfg = ml_collections.ConfigDict(dict(train=_train_cfg(), seed=5,
                                        el2n=dict(epoch=0, num_runs=2)))

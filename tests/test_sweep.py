@@ -6,8 +6,9 @@ import os
 import ml_collections
 import pytest
 
-from pruning import scores, sweep
-from pruning.configs import base_config
+from pruning import scores
+from experiments import prune_sweep as sweep
+from core.config import base_config
 
 
 def _config(**kw):
@@ -61,7 +62,7 @@ def test_sweep_files_sizes_and_resume(tmp_path, monkeypatch):
   assert not [p for p in os.listdir(wd) if p.endswith(".tmp")]
 
   # A rerun trains nothing and recomputes no score.
-  from pruning import train
+  from core import train
   def boom(*a, **k):
     raise AssertionError("a finished cell was retrained")
   monkeypatch.setattr(train, "train_and_evaluate", boom)
@@ -95,7 +96,7 @@ def test_epoch_budget_and_method_parsing(tmp_path):
 @pytest.mark.parametrize("name", ["mnist1d_prune_sweep", "digits_prune_sweep"])
 def test_configs_load(name):
   import importlib
-  mod = importlib.import_module(f"pruning.configs.{name}")
+  mod = importlib.import_module(f"experiments.configs.{name}")
   for arg in (None, "quick"):
     c = mod.get_config(arg)
     for m in c.methods:

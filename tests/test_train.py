@@ -8,9 +8,14 @@ import ml_collections
 import numpy as np
 import pytest
 
-from pruning import data as data_lib
-from pruning import train
-from pruning.configs import base_config
+from core import data as data_lib
+from core import predict as predict_lib
+from core import train
+from core.augment import augment_batch
+from core.config import base_config
+from core.losses import cross_entropy
+from core.models import create_model
+from core.state import create_train_state
 
 
 @pytest.fixture(scope="module")
@@ -45,24 +50,24 @@ def test_one_vs_eight_devices_same_params(digits):
   assert r1.metrics["steps"] == r8.metrics["steps"] == 8
   for a, b in zip(leaves(r1.state), leaves(r8.state)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-  init = train.create_train_state(small_config(), r1.model, (8, 8, 1), 0)
+  init = create_train_state(small_config(), r1.model, (8, 8, 1), 0)
   assert not np.allclose(leaves(init)[0], leaves(r1.state)[0])  # it did train
   assert abs(r1.metrics["test_accuracy"] - r8.metrics["test_accuracy"]) < 0.01
 
 
 def test_predict_covers_every_example_once(digits):
   cfg = small_config()
-  model = train.create_model(cfg.model, num_classes=10)
-  state = train.create_train_state(cfg, model, (8, 8, 1), 3)
+  model = create_model(cfg.model, num_classes=10)
+  state = create_train_state(cfg, model, (8, 8, 1), 3)
   rng = np.random.default_rng(0)
   ds = digits.test.subset(rng.permutation(digits.test.ids)[:101])  # shuffled ids, n prime
-  out = train.predict(model, state, ds, batch_size=24, return_embedding=True)
+  out = predict_lib.predict(model, state, ds, batch_size=24, return_embedding=True)
   np.testing.assert_array_equal(out["ids"], ds.ids)
   ref_logits, ref_emb = model.apply(state.variables, ds.x, return_embedding=True)
   np.testing.assert_allclose(out["logits"], ref_logits, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(out["embeddings"], ref_emb, rtol=1e-5, atol=1e-5)
-  ev = train.evaluate(model, state.variables, ds, batch_size=7, num_devices=3)
-  ref_loss = np.mean(np.asarray(train.cross_entropy(ref_logits, jnp.asarray(ds.y))))
+  ev = predict_lib.evaluate(model, state.variables, ds, batch_size=7, num_devices=3)
+  ref_loss = np.mean(np.asarray(cross_entropy(ref_logits, jnp.asarray(ds.y))))
   assert ev["loss"] == pytest.approx(float(ref_loss), rel=1e-5)
   assert ev["accuracy"] == pytest.approx(np.mean(np.argmax(ref_logits, -1) == ds.y))
 
@@ -118,15 +123,18 @@ def test_kill_and_resume_matches_uninterrupted(digits, tmp_path):
 
 
 def test_epoch_callback_and_online_selection(digits):
+  """A batch source that samples 128 candidates and keeps the 32 of highest eval loss."""
+  from pruning.rholoss import RhoLossSource
   calls, epochs = [], []
 
   def selector(step, cand_ids, cand_losses, n_b):
     calls.append((step, cand_ids, cand_losses))
     return cand_ids[np.argsort(-cand_losses, kind="stable")[:n_b]]  # highest loss
 
-  c = small_config(batch_size=32, selection=dict(candidate_batch_size=128), num_epochs=2)
+  c = small_config(batch_size=32, num_epochs=2)
   ids = digits.train.ids[:512]
-  r = train.train_and_evaluate(c, data=digits, train_ids=ids, batch_selector=selector,
+  r = train.train_and_evaluate(c, data=digits, train_ids=ids,
+                               batch_source=RhoLossSource(selector, 128),
                                epoch_callback=lambda e, s: epochs.append((e, int(s.step))))
   assert r.metrics["steps"] == 8 and epochs == [(1, 4), (2, 8)]  # epoch = 512 / 128 steps
   assert [s for s, _, _ in calls] == list(range(8))
@@ -135,13 +143,13 @@ def test_epoch_callback_and_online_selection(digits):
   assert np.isin(step0_ids, ids).all()
   # losses are the initial model's per-example eval losses on the candidates
   model = r.model
-  init = train.create_train_state(c, model, (8, 8, 1), c.seed)
+  init = create_train_state(c, model, (8, 8, 1), c.seed)
   sub = digits.train.subset(step0_ids)
-  ref = train.cross_entropy(model.apply(init.variables, sub.x), jnp.asarray(sub.y))
+  ref = cross_entropy(model.apply(init.variables, sub.x), jnp.asarray(sub.y))
   np.testing.assert_allclose(calls[0][2], ref, rtol=1e-4, atol=1e-5)
-  with pytest.raises(ValueError, match="batch_selector returned"):
+  with pytest.raises(ValueError, match="selector returned"):
     train.train_and_evaluate(c, data=digits, train_ids=ids,
-                             batch_selector=lambda s, i, l, n: i[: n - 1])
+                             batch_source=RhoLossSource(lambda s, i, l, n: i[: n - 1], 128))
 
 
 @pytest.mark.parametrize("num_devices", [1, 8])
@@ -149,12 +157,12 @@ def test_step_callback_sees_each_global_batch_with_its_accuracy(digits, tmp_path
   """Per-example correctness of the training forward pass (forgetting events are counted on
   it): every step's global batch in sampler order, gathered over devices, and its mean is
   the logged train accuracy of that logging window."""
-  from pruning.sampler import IndexSampler
+  from core.sampler import IndexSampler
   seen = []
   ids = digits.train.ids[:512]
   c = small_config(num_devices=num_devices, num_epochs=2)
   train.train_and_evaluate(c, str(tmp_path), data=digits, train_ids=ids,
-                           step_callback=lambda s, i, ok: seen.append((s, i, ok)))
+                           step_callback=lambda s, i, ex: seen.append((s, i, ex["correct"])))
   sampler = IndexSampler(digits.train.subset(ids).ids, 64, c.seed)
   assert [s for s, _, _ in seen] == list(range(1, 17))
   for s, batch_ids, ok in seen:
@@ -172,9 +180,9 @@ def test_step_callback_sees_each_global_batch_with_its_accuracy(digits, tmp_path
 def test_center_at_init_with_soft_targets(digits):
   c = small_config(center_at_init=True, loss="mse", num_epochs=None, num_steps=30,
                    batch_size=16, optimizer=dict(name="adam", lr=1e-2))
-  model = train.create_model(c.model, num_classes=10)
-  state = train.create_train_state(c, model, (8, 8, 1), 0)
-  out = train.predict(model, state, digits.test, 64)
+  model = create_model(c.model, num_classes=10)
+  state = create_train_state(c, model, (8, 8, 1), 0)
+  out = predict_lib.predict(model, state, digits.test, 64)
   np.testing.assert_allclose(out["logits"], 0.0, atol=1e-6)  # f - f_init = 0 at init
   support = digits.train.subset(digits.train.ids[:16])
   soft = np.eye(10, dtype=np.float32)[support.y] * 0.9 + 0.01
@@ -195,7 +203,7 @@ def _quick(module):
 
 
 def test_digits_cnn_accuracy(digits):
-  from pruning.configs import digits_cnn
+  from core.configs import digits_cnn
   r = train.train_and_evaluate(_quick(digits_cnn), data=digits)
   assert r.metrics["test_accuracy"] >= 0.95, r.metrics
 
@@ -206,14 +214,14 @@ def mnist1d():
 
 
 def test_mnist1d_cnn_accuracy(mnist1d):
-  from pruning.configs import mnist1d_cnn
+  from core.configs import mnist1d_cnn
   r = train.train_and_evaluate(_quick(mnist1d_cnn), data=mnist1d)
   assert r.metrics["test_accuracy"] >= 0.90, r.metrics
 
 
 def test_mnist1d_mlp_accuracy(mnist1d):
   """The MNIST-1D MLP reaches ~68% (the paper's number), far below the CNN."""
-  from pruning.configs import mnist1d_mlp
+  from core.configs import mnist1d_mlp
   r = train.train_and_evaluate(_quick(mnist1d_mlp), data=mnist1d)
   assert 0.55 <= r.metrics["test_accuracy"] <= 0.80, r.metrics
 
@@ -233,5 +241,5 @@ def test_batchnorm_and_augmentation_device_invariant(digits):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
   # augmentation changes the input (crop/flip of a non-symmetric image)
   x = jnp.asarray(digits.train.x[:8])
-  xa = train._augment(x, jnp.arange(8), jax.random.PRNGKey(0), 2, True)
+  xa = augment_batch(x, jnp.arange(8), jax.random.PRNGKey(0), 2, True)
   assert xa.shape == x.shape and not np.allclose(xa, x)

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pruning.files import atomic_savefig, atomic_write_text  # noqa: E402
+from core.io import atomic_savefig, atomic_write_text  # noqa: E402
 from theory import frontier  # noqa: E402
 from theory.replica import solve_replica  # noqa: E402
 from theory.simulate import simulate_eps  # noqa: E402

@@ -1,7 +1,7 @@
 """KIP and Label Solve on MNIST-1D with the infinite-width 1-D ConvNet NTK.
 
-    python scripts/distill.py --config=distill/configs/mnist1d_kip_conv.py --workdir=/tmp/kip_m1d
-    python scripts/distill.py --config=distill/configs/mnist1d_kip_conv.py:quick --workdir=/tmp/kip_m1dq
+    python scripts/distill_run.py --config=distill/configs/mnist1d_kip_conv.py --workdir=/tmp/kip_m1d
+    python scripts/distill_run.py --config=distill/configs/mnist1d_kip_conv.py:quick --workdir=/tmp/kip_m1dq
 
 Kernel: [Conv 3 -> ReLU -> AvgPool 2] x 3 -> Flatten -> Dense (the KIP/DC
 ConvNet in 1-D; 40 -> 20 -> 10 -> 5), W_std=sqrt(2), b_std=0.1, NTK
@@ -18,9 +18,12 @@ KIP 0.233 -- 30 steps is a smoke test, not enough for KIP to pay off.
 import math
 
 import ml_collections
+from core.config import check_arg, fixed_steps
+from core.configs import mnist1d_cnn
 
 
 def get_config(arg=None):
+  arg = check_arg(arg, "quick")
   c = ml_collections.ConfigDict()
   c.dataset = dict(name="mnist1d", normalization="standardize", num_train=4000, num_test=1000)
   c.kernel = dict(architecture="conv", depth=3, kernel_type="ntk", W_std=math.sqrt(2.0),
@@ -31,8 +34,10 @@ def get_config(arg=None):
   c.images_per_class = (1, 10, 50)
   c.seeds = (0, 1, 2)
   c.methods = ("random", "label_solve", "kip")
-  c.finite = dict(enabled=True, trainer_config="pruning/configs/mnist1d_cnn.py",
-                  num_steps=500, batch_size=100, lr=1e-3, center_at_init=True)
+  c.finite = dict(enabled=True, center_at_init=True)
+  c.finite_train = fixed_steps(mnist1d_cnn.get_config(), 500)
+  c.finite_train.batch_size = 100
+  c.finite_train.optimizer.lr = 1e-3
   c.figure = dict(images_per_class=10, seed=0)
   if arg == "quick":
     c.dataset.num_train = 1000
@@ -46,6 +51,4 @@ def get_config(arg=None):
     c.label_solve.target_per_class = 20
     c.figure.images_per_class = 2
     c.finite.enabled = False
-  elif arg not in (None, ""):
-    raise ValueError(f"unknown config arg {arg!r}; use '' or 'quick'")
   return c

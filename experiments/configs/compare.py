@@ -21,27 +21,17 @@ regime). `:quick` runs 2 budgets x 1 seed with short training in a few minutes.
 """
 import ml_collections
 
-from pruning.configs import digits_cnn, digits_mlp
+from core.configs import digits_cnn, digits_mlp
+from core.config import check_arg, fixed_steps
 
 
-def fixed_steps(train_config, num_steps: int):
-  """A trainer config shortened to a fixed number of steps, quiet, no checkpoints."""
-  t = train_config
-  t.num_epochs = None
-  t.num_steps = num_steps
-  t.progress_bar = False
-  t.checkpoint = False
-  t.log_every_steps = 100
-  return t
-
-
-def comparison_config(*, dataset: dict, train, train_config_path: str, score_train,
+def comparison_config(*, dataset: dict, train, score_train,
                       kernel: dict) -> ml_collections.ConfigDict:
   """The fields every comparison has; dataset-specific configs fill the arguments.
 
-  train: trainer config every kept / distilled set is evaluated with (its
-  module path is `train_config_path`, which distill/ loads for the support
-  sets); score_train: trainer config of the scoring runs; kernel: the
+  train: trainer config of the one evaluation network every kept and every distilled set
+  trains (support sets with MSE on their soft labels, see
+  distill.evaluate.finite_network_eval); score_train: trainer config of the scoring runs; kernel: the
   neural-tangents kernel of KIP, Label Solve and kernel regression.
   """
   c = ml_collections.ConfigDict()
@@ -70,8 +60,7 @@ def comparison_config(*, dataset: dict, train, train_config_path: str, score_tra
       kip=dict(steps=400, lr=0.01, reg=1e-6, learn_labels=False, target_per_class=50,
                log_every=50, eval_every=0, checkpoint_every=100, kernel_batch_size=256),
       label_solve=dict(target_per_class=0),
-      finite=dict(trainer_config=train_config_path, num_steps=train.num_steps,
-                  batch_size=train.batch_size, lr=train.optimizer.lr, center_at_init=True))
+      finite=dict(center_at_init=True))
   # Theory panel: replica curves at theta = 0.
   c.theory = dict(alpha_range=(0.3, 10.0), num_alpha=30, fractions=(1.0, 0.5, 0.2))
   return c
@@ -82,7 +71,6 @@ def shrink_for_quick(c) -> None:
   c.fractions = (0.5,)
   c.seeds = (0,)
   c.train.num_steps = 120
-  c.distill.finite.num_steps = 120
   c.score_train.num_epochs = 3
   c.scores.el2n = dict(epoch=2, num_runs=2)
   c.scores.grand = dict(epoch=0, num_runs=2, chunk_size=64)
@@ -91,6 +79,7 @@ def shrink_for_quick(c) -> None:
 
 
 def get_config(arg=None):
+  arg = check_arg(arg, "quick")
   score_train = digits_cnn.get_config()
   score_train.num_epochs = 10
   score_train.progress_bar = False
@@ -98,11 +87,8 @@ def get_config(arg=None):
   c = comparison_config(
       dataset=dict(name="digits", normalization="standardize"),
       train=fixed_steps(digits_mlp.get_config(), 400),
-      train_config_path="pruning/configs/digits_mlp.py",
       score_train=score_train,
       kernel=dict(architecture="fc", depth=1, kernel_type="ntk"))
   if arg == "quick":
     shrink_for_quick(c)
-  elif arg not in (None, ""):
-    raise ValueError(f"unknown config arg {arg!r}; use '' or 'quick'")
   return c

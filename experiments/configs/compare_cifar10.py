@@ -19,18 +19,19 @@ The comparison driver runs in one process; for pods, score and train pruned
 subsets with the multi-host trainer (scripts/train.py / scripts/prune_sweep.py
 launched once per host, see README).
 """
-from experiments.configs.compare import comparison_config, fixed_steps
-from pruning.configs import cifar10_resnet18
+from experiments.configs.compare import comparison_config
+from core.configs import cifar10_resnet18
+from core.config import check_arg, fixed_steps
 
 
 def get_config(arg=None):
+  arg = check_arg(arg)
   score_train = cifar10_resnet18.get_config()
   score_train.progress_bar = False
   score_train.checkpoint = False
   c = comparison_config(
       dataset=dict(name="cifar10", normalization="per_channel", data_dir=None),
       train=fixed_steps(cifar10_resnet18.get_config(), 78_000),
-      train_config_path="pruning/configs/cifar10_resnet18.py",
       score_train=score_train,
       kernel=dict(architecture="conv", depth=3, kernel_type="ntk"))
   c.train.progress_bar = True
@@ -39,6 +40,4 @@ def get_config(arg=None):
   c.scores.el2n = dict(epoch=20, num_runs=10)
   c.scores.grand = dict(epoch=0, num_runs=10, chunk_size=64)
   c.distill.kip.update(steps=1000, lr=0.01, target_per_class=50, kernel_batch_size=50)
-  if arg not in (None, ""):
-    raise ValueError(f"unknown config arg {arg!r}; use ''")
   return c

@@ -12,11 +12,13 @@ Larger draws: `--config.dataset.num_train=16000 --config.dataset.num_test=4000`.
 Expected: much slower than the digits default (1-D CNN cells, 4,000 examples):
 about an hour on 2 CPU cores. Not run to the end here; `:quick` is.
 """
-from experiments.configs.compare import comparison_config, fixed_steps, shrink_for_quick
-from pruning.configs import mnist1d_cnn
+from experiments.configs.compare import comparison_config, shrink_for_quick
+from core.configs import mnist1d_cnn
+from core.config import check_arg, fixed_steps
 
 
 def get_config(arg=None):
+  arg = check_arg(arg, "quick")
   score_train = mnist1d_cnn.get_config()
   score_train.num_steps = None
   score_train.num_epochs = 10
@@ -25,12 +27,9 @@ def get_config(arg=None):
   c = comparison_config(
       dataset=dict(name="mnist1d", normalization="standardize", num_train=4000, num_test=1000),
       train=fixed_steps(mnist1d_cnn.get_config(), 1500),
-      train_config_path="pruning/configs/mnist1d_cnn.py",
       score_train=score_train,
       kernel=dict(architecture="fc", depth=1, kernel_type="ntk"))
   c.theory.alpha_range = (0.3, 10.0)
   if arg == "quick":
     shrink_for_quick(c)
-  elif arg not in (None, ""):
-    raise ValueError(f"unknown config arg {arg!r}; use '' or 'quick'")
   return c

@@ -1,8 +1,8 @@
 """Figure 1: perfect probe (theta = 0): learning curves with pruning and the Pareto frontier.
 
 Command (repo root):
-    .venv/bin/python scripts/theory.py --config=theory/configs/fig1.py --workdir=/tmp/theory_fig1
-    .venv/bin/python scripts/theory.py --config=theory/configs/fig1.py:quick --workdir=/tmp/q   # ~1 min
+    .venv/bin/python scripts/theory_figures.py --config=theory/configs/fig1.py --workdir=/tmp/theory_fig1
+    .venv/bin/python scripts/theory_figures.py --config=theory/configs/fig1.py:quick --workdir=/tmp/q   # ~1 min
 
 Writes fig1.png and fig1.json to the workdir.  Expected result (full config, ~5-10 min on
 2 busy CPU cores): simulations (N=200, 4 seeds) lie on the theory lines within error bars;
@@ -11,9 +11,11 @@ alpha_prune ~ 1-3 depending on f); the f = 1 curve decays as 0.50/alpha while th
 frontier (best f at each alpha_prune) decays exponentially.
 """
 import ml_collections
+from core.config import check_arg
 
 
 def get_config(arg=None):
+    arg = check_arg(arg, "quick")
     c = ml_collections.ConfigDict()
     c.figure = "fig1"
     c.n = 200

@@ -1,8 +1,8 @@
 """Figure 2: imperfect probe (theta > 0): breakdown of exponential scaling, optimal f.
 
 Command (repo root):
-    .venv/bin/python scripts/theory.py --config=theory/configs/fig2.py --workdir=/tmp/theory_fig2
-    .venv/bin/python scripts/theory.py --config=theory/configs/fig2.py:quick --workdir=/tmp/q
+    .venv/bin/python scripts/theory_figures.py --config=theory/configs/fig2.py --workdir=/tmp/theory_fig2
+    .venv/bin/python scripts/theory_figures.py --config=theory/configs/fig2.py:quick --workdir=/tmp/q
 
 Writes fig2.png and fig2.json.  Expected result (full config, ~4 min on 2 cores):
 at theta = 10 deg, keep-hard learning curves with small f flatten at large alpha_prune
@@ -15,9 +15,11 @@ the max-margin error is flat in f down to that point, so "the f with the lowest 
 degenerate; an earlier version plotted that argmin.)
 """
 import ml_collections
+from core.config import check_arg
 
 
 def get_config(arg=None):
+    arg = check_arg(arg, "quick")
     c = ml_collections.ConfigDict()
     c.figure = "fig2"
     c.n = 200

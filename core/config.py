@@ -1,0 +1,64 @@
+"""Experiment configs: each module has `get_config(arg=None)` returning a ConfigDict.
+
+`arg == 'quick'` shrinks the run (fewer steps) for smoke tests. Use with
+`scripts/train.py --config=pruning/configs/<name>.py[:quick] --workdir=DIR`.
+"""
+import ml_collections
+
+
+def check_arg(arg, *allowed: str):
+  """The config-file argument, '' -> None; raises ValueError unless it is one of `allowed`."""
+  if arg in (None, ""):
+    return None
+  if arg not in allowed:
+    choices = ", ".join(repr(a) for a in ("",) + allowed)
+    raise ValueError(f"unknown config arg {arg!r}; choose from {choices}")
+  return arg
+
+
+def config_value(cfg, key: str, default=None):
+  """cfg[key] for a ConfigDict, dict or object; `default` when missing or None."""
+  if cfg is None:
+    return default
+  v = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
+  return default if v is None else v
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Fields shared by every config (see core/train.py for their meaning)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.dataset = ml_collections.ConfigDict(dict(name="digits", normalization="standardize"))
+  c.model = ml_collections.ConfigDict(dict(name="cnn"))
+  c.batch_size = 64
+  c.num_steps = ml_collections.config_dict.placeholder(int)
+  c.num_epochs = ml_collections.config_dict.placeholder(float)
+  c.num_examples = ml_collections.config_dict.placeholder(int)
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="adam", lr=1e-3, momentum=0.9, nesterov=False, weight_decay=0.0,
+      schedule="constant", warmup_steps=0, warmup_epochs=0.0,
+      boundaries=(0.3, 0.6, 0.8), decay_factor=0.2))
+  c.loss = "cross_entropy"
+  c.augment = ml_collections.ConfigDict(dict(crop_padding=0, flip=False))
+  c.center_at_init = False
+  c.num_devices = ml_collections.config_dict.placeholder(int)
+  c.eval_batch_size = 1024
+  c.eval_every_steps = 0
+  c.log_every_steps = 50
+  c.checkpoint = True
+  c.checkpoint_every_steps = 0
+  c.max_checkpoints = 2
+  c.stop_after_steps = ml_collections.config_dict.placeholder(int)
+  c.progress_bar = True
+  return c
+
+
+def fixed_steps(train_config, num_steps: int):
+  """A trainer config shortened to a fixed number of steps, quiet, no checkpoints."""
+  t = train_config
+  t.num_epochs = None
+  t.num_steps = num_steps
+  t.progress_bar = False
+  t.checkpoint = False
+  t.log_every_steps = 100
+  return t
