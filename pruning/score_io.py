@@ -8,7 +8,14 @@ A score file is one ``.npz`` (read with ``allow_pickle=False``) holding
   * ``meta_json`` a 0-d unicode array: JSON of the metadata, at least
     ``method``, ``dataset`` (name), ``fingerprint`` (`ArrayDataset.fingerprint`),
     ``num_examples``, ``config`` (the scoring config as plain JSON) and, where
-    they apply, ``epoch``, ``num_runs``, ``mode`` ('eval'/'train').
+    they apply, ``epoch``, ``num_runs``, ``mode`` ('eval'/'train'), and
+    ``pair_digest``: a sha256 over the (id, score[, per_run]) pairs sorted by id.
+
+The digest binds each score to its id, not to a position: a file whose ``ids``
+array was reordered (or whose scores were) without the other no longer matches
+and is refused on load, while a consistent reordering of whole pairs is fine.
+A file without a digest (written before it existed) is refused by `load`; the
+cache (`cached`) recomputes it.
 
 Files are written atomically (temporary file + ``os.replace``) and, under
 several processes, only by process 0 after the scores were gathered, so a file
@@ -22,6 +29,7 @@ file afterwards; the file name carries a hash of the canonical JSON of those.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any, Callable, Optional
@@ -37,6 +45,23 @@ FORMAT_VERSION = 1
 
 class ScoreFileError(ValueError):
   """A score file that is missing, malformed or for another dataset."""
+
+
+def pair_digest(ids, scores, per_run=None) -> str:
+  """sha256 over the (id, score) pairs (and per-run columns) in id order: independent of
+  the order pairs are stored in, changed by any re-pairing of ids and scores."""
+  ids = np.asarray(ids, dtype="<i8").ravel()
+  order = np.argsort(ids, kind="stable")
+  h = hashlib.sha256(b"score_io.pairs.v1")
+  h.update(np.ascontiguousarray(ids[order]).tobytes())
+  h.update(np.ascontiguousarray(np.asarray(scores, dtype="<f8").ravel()[order]).tobytes())
+  if per_run is not None:
+    h.update(np.ascontiguousarray(np.asarray(per_run, dtype="<f8")[:, order]).tobytes())
+  return h.hexdigest()
+
+
+def _redo(path: str) -> str:
+  return f"delete {path} and rerun (the scores are recomputed)"
 
 
 @dataclasses.dataclass
@@ -83,6 +108,7 @@ def save(path: str, result: ScoreResult) -> str:
   """Writes `result` atomically (call from one process only)."""
   meta = dict(to_jsonable(result.meta))
   meta.setdefault("format_version", FORMAT_VERSION)
+  meta["pair_digest"] = pair_digest(result.ids, result.scores, result.per_run)
   arrays = dict(ids=result.ids, scores=result.scores,
                 meta_json=np.asarray(json.dumps(meta, sort_keys=True)))
   if result.per_run is not None:
@@ -101,13 +127,25 @@ def load(path: str, dataset: Optional[data_lib.ArrayDataset] = None,
   if not os.path.exists(path):
     raise ScoreFileError(f"no score file at {path}")
   try:
-    with np.load(path, allow_pickle=False) as f:
-      ids, scores = f["ids"], f["scores"]
-      meta = json.loads(str(f["meta_json"]))
-      per_run = f["per_run"] if "per_run" in f.files else None
-  except (KeyError, ValueError, OSError) as e:
-    raise ScoreFileError(f"{path}: not a valid score file ({e})") from None
-  res = ScoreResult(ids, scores, meta, per_run)
+    f = files.load_npz(path, ("ids", "scores", "meta_json"), what="score file")
+    ids, scores = f["ids"], f["scores"]
+    meta = json.loads(str(f["meta_json"]))
+    per_run = f.get("per_run")
+  except (files.CorruptFileError, ValueError) as e:
+    raise ScoreFileError(f"score file {path} is not valid ({e}); {_redo(path)}") from None
+  try:
+    res = ScoreResult(ids, scores, meta, per_run)
+  except ScoreFileError as e:
+    raise ScoreFileError(f"score file {path}: {e}; {_redo(path)}") from None
+  stored = meta.get("pair_digest")
+  if stored is None:
+    raise ScoreFileError(f"score file {path} has no id-score digest (written by an older "
+                         f"version), so its ids cannot be checked against its scores; "
+                         f"{_redo(path)}")
+  if stored != pair_digest(res.ids, res.scores, res.per_run):
+    raise ScoreFileError(f"score file {path}: the (id, score) pairs do not match the digest "
+                         f"stored when it was written (ids or scores were reordered or "
+                         f"edited); {_redo(path)}")
   for k, v in (expect or {}).items():
     if to_jsonable(meta.get(k)) != to_jsonable(v):
       raise ScoreFileError(f"{path}: metadata {k}={meta.get(k)!r}, expected {v!r}")
@@ -130,6 +168,15 @@ def load(path: str, dataset: Optional[data_lib.ArrayDataset] = None,
   return res
 
 
+def _legacy(path: str) -> bool:
+  """Whether `path` is a readable score file written before pair digests existed."""
+  try:
+    f = files.load_npz(path, ("meta_json",), what="score file")
+    return "pair_digest" not in json.loads(str(f["meta_json"]))
+  except (files.CorruptFileError, ValueError):
+    return False  # corrupt: `load` says so, naming the file
+
+
 def path_for(cache_dir: str, method: str, config: Any, dataset: data_lib.ArrayDataset) -> str:
   key = config_key(method, config, dataset.fingerprint())
   return os.path.join(cache_dir, f"{method}-{key}.npz")
@@ -146,9 +193,11 @@ def cached(cache_dir: Optional[str], method: str, config: Any,
   if not cache_dir:
     return compute()
   path = path_for(cache_dir, method, config, dataset)
-  if os.path.exists(path):
+  if os.path.exists(path) and not _legacy(path):
     log(f"reusing scores {path}")
     return load(path, dataset, expect={"method": method})
+  if os.path.exists(path):
+    log(f"recomputing scores {path}: written without an id-score digest")
   res = compute()
   from core import parallel
   if parallel.process_index() == 0:
