@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine with Python 3.11 and pip:
 #   make demo   - create .venv, install the pinned stack, run the main job
-#   make test   - create the same .venv and run the whole test suite
+#   make test   - create the same .venv and run the whole test suite (what CI runs)
+#   make test-fast - the same without the tests marked slow (the edit loop)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,4 +21,7 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n 2 tests
 
-.PHONY: install demo test
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+
+.PHONY: install demo test test-fast

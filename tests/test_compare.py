@@ -23,6 +23,7 @@ def tiny_config():
   return c
 
 
+@pytest.mark.slow
 def test_quick_report_rows_and_cache(tmp_path, monkeypatch):
   workdir = str(tmp_path / "cmp")
   rows = compare.run_comparison(tiny_config(), workdir)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
 COMPARE_WORKER = os.path.join(os.path.dirname(__file__), "multihost_compare_worker.py")
@@ -39,6 +40,7 @@ def wait(procs, timeout=240):
   return outs
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
   port = free_port()
   multi = [launch(i, 2, port, 2, tmp_path / "multi", tmp_path / "multi.npz") for i in range(2)]
@@ -61,6 +63,7 @@ def test_two_processes_match_one_process(tmp_path):
   assert "20" in os.listdir(tmp_path / "multi" / "checkpoints")
 
 
+@pytest.mark.slow
 def test_comparison_two_processes_match_one_process(tmp_path):
   """The main job on a pod: every process runs the same cells (collective training steps,
   scoring split over hosts), process 0 alone writes the shared work folder."""

@@ -128,6 +128,7 @@ def test_trainer_selection_path_same_ids_on_1_and_8_devices(n_devices):
     assert len(ids1) == 16
 
 
+@pytest.mark.slow
 def test_noisy_labels_selected_less_by_rholoss_than_by_loss(tmp_path):
   c = _digits_config()
   res = rholoss_exp.run_experiment(c, str(tmp_path), log=lambda s: None)

@@ -201,6 +201,18 @@ def test_prototype_pca_and_random_features_end_to_end():
   assert rf.meta["uses_labels"] is True and np.isfinite(rf.scores).all()
 
 
+def test_prototype_on_supervised_embedding_end_to_end():
+  """embedding='supervised': penultimate features after the last full epoch of training on
+  the labels (not label-free); the embedding differs from the random-feature one."""
+  data = _splits()
+  sup = scores.compute_scores("prototype", data, dict(
+      train=_train_cfg(), prototype=dict(embedding="supervised", k=3)))
+  rf = scores.compute_scores("prototype", data, dict(
+      train=_train_cfg(), prototype=dict(embedding="random_features", k=3)))
+  assert sup.meta["uses_labels"] is True and sup.meta["embedding"] == "supervised"
+  assert np.isfinite(sup.scores).all() and not np.allclose(sup.scores, rf.scores)
+
+
 def test_random_and_input_norm(tmp_path):
   data = _splits()
   r1 = scores.compute_scores("random", data, dict(seed=3))
@@ -222,11 +234,15 @@ def test_score_file_roundtrip_no_pickle(tmp_path):
   with np.load(path, allow_pickle=False) as f:
     meta = json.loads(str(f["meta_json"]))
   assert meta["method"] == "x"
-  # Loading reorders to the dataset's row order.
-  perm = data.train.subset(data.train.ids[::-1])
-  back = score_io.load(path, data.train)
+  # Loading reorders to the dataset's row order: a file saved in another order (reversed,
+  # with a per-run array) comes back aligned with data.train.ids.
+  rev = score_io.ScoreResult(data.train.ids[::-1].copy(), np.arange(60.0)[::-1].copy(),
+                             res.meta, np.stack([np.arange(60.0), -np.arange(60.0)])[:, ::-1])
+  rpath = score_io.save(str(tmp_path / "rev.npz"), rev)
+  back = score_io.load(rpath, data.train)
+  np.testing.assert_array_equal(back.ids, data.train.ids)
   np.testing.assert_array_equal(back.scores, np.arange(60.0))
-  rev = score_io.ScoreResult(perm.ids, np.arange(60.0)[::-1], res.meta)
+  np.testing.assert_array_equal(back.per_run[1], -np.arange(60.0))
   np.testing.assert_array_equal(rev.aligned_to(data.train.ids), np.arange(60.0))
   with pytest.raises(score_io.ScoreFileError, match="method"):
     score_io.load(path, data.train, expect={"method": "el2n"})

@@ -213,12 +213,14 @@ def mnist1d():
   return data_lib.load_dataset("mnist1d", num_train=4000, num_test=1000)
 
 
+@pytest.mark.slow
 def test_mnist1d_cnn_accuracy(mnist1d):
   from core.configs import mnist1d_cnn
   r = train.train_and_evaluate(_quick(mnist1d_cnn), data=mnist1d)
   assert r.metrics["test_accuracy"] >= 0.90, r.metrics
 
 
+@pytest.mark.slow
 def test_mnist1d_mlp_accuracy(mnist1d):
   """The MNIST-1D MLP reaches ~68% (the paper's number), far below the CNN."""
   from core.configs import mnist1d_mlp
@@ -243,3 +245,14 @@ def test_batchnorm_and_augmentation_device_invariant(digits):
   x = jnp.asarray(digits.train.x[:8])
   xa = augment_batch(x, jnp.arange(8), jax.random.PRNGKey(0), 2, True)
   assert xa.shape == x.shape and not np.allclose(xa, x)
+
+
+def test_cells_of_a_sweep_share_one_compiled_train_step(digits):
+  """Subsets of different sizes and seeds (a pruning sweep's cells) reuse one compiled step:
+  the compile-cache key holds neither the subset size nor the seed."""
+  train._compiled_train_step.cache_clear()
+  for n, seed in ((100, 0), (300, 1), (700, 2)):
+    c = small_config(num_epochs=None, num_steps=3, seed=seed)
+    train.train_and_evaluate(c, data=digits, train_ids=digits.train.ids[:n])
+  info = train._compiled_train_step.cache_info()
+  assert (info.misses, info.hits) == (1, 2), info
