@@ -1,0 +1,206 @@
+"""How reliable is each pruning score? Rank agreement between independent runs, and cost.
+
+For a score computed R times independently (EL2N / GraNd: R network inits and data orders;
+forgetting: R training runs; prototypes: R encoder seeds, or several k), we report
+
+  * Spearman rank correlation rho(s_a, s_b) between runs, averaged over pairs; for the
+    scores that are averages over runs (EL2N, GraNd with ``num_runs``), also between
+    disjoint averages of m runs (m = 1, 2, ...: how much averaging buys);
+  * the overlap |K_a ∩ K_b| / |K_a| of the kept sets K at keep fractions f (default 0.5 and
+    0.2; class-balanced keep-hard selection, `pruning.select.select_ids`), averaged over
+    pairs; two independent random selections overlap by f in expectation;
+  * the wall-clock cost of computing the score (seconds per run and in total).
+
+`run_reliability(config, workdir)` computes these for EL2N, GraNd, forgetting, PCA
+prototypes (k-means seeds, k) and SSL prototypes (encoder seeds, k) on the data of an
+`experiments/configs/ssl_sweep_*.py` config, reusing score files of the sweep when the
+configs match (``cache_dir``); writes reliability.json and reliability.md.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from typing import Callable, Sequence
+
+import ml_collections
+import numpy as np
+
+from pruning import scores as scores_lib
+from pruning import select
+
+
+def spearman(a, b) -> float:
+  return scores_lib.rank_correlation(a, b)
+
+
+def kept_overlap(a, b, ids, labels, fraction: float, class_balanced: bool = True) -> float:
+  """|K_a ∩ K_b| / |K_a| for the keep-hard sets of scores a and b at `fraction`."""
+  ka = select.select_ids(a, ids, labels, fraction=fraction, mode="hard",
+                         class_balanced=class_balanced)
+  kb = select.select_ids(b, ids, labels, fraction=fraction, mode="hard",
+                         class_balanced=class_balanced)
+  return float(len(np.intersect1d(ka, kb)) / max(len(ka), 1))
+
+
+def pairwise(runs: Sequence[np.ndarray], ids, labels, fractions=(0.5, 0.2)) -> dict:
+  """Mean (and min/max) over pairs of runs of Spearman and kept-set overlaps."""
+  runs = [np.asarray(r, np.float64) for r in runs]
+  if len(runs) < 2:
+    raise ValueError(f"reliability needs at least 2 runs, got {len(runs)}")
+  pairs = list(itertools.combinations(range(len(runs)), 2))
+  rho = [spearman(runs[i], runs[j]) for i, j in pairs]
+  out = {"num_runs": len(runs), "num_pairs": len(pairs), "spearman": float(np.mean(rho)),
+         "spearman_min": float(np.min(rho)), "spearman_max": float(np.max(rho))}
+  for f in fractions:
+    ov = [kept_overlap(runs[i], runs[j], ids, labels, f) for i, j in pairs]
+    out[f"overlap@{f:g}"] = float(np.mean(ov))
+  return out
+
+
+def averaged_runs(per_run: np.ndarray, m: int) -> list:
+  """Disjoint averages of m consecutive runs: floor(R / m) score vectors."""
+  per_run = np.asarray(per_run)
+  g = len(per_run) // int(m)
+  return [per_run[i * m:(i + 1) * m].mean(0) for i in range(g)]
+
+
+def _timed(fn: Callable):
+  t = time.time()
+  r = fn()
+  return r, time.time() - t
+
+
+def run_reliability(config: ml_collections.ConfigDict, workdir: str,
+                    log: Callable[[str], None] = print) -> dict:
+  """See the module docstring. ``config``: an ssl_sweep config plus ``reliability`` =
+  dict(fractions, forgetting_runs, pca_seeds, pca_ks, ssl_seeds, ssl_ks,
+  el2n_cache, ssl_encoder_dir)."""
+  from core.data import load_dataset
+  from core.io import atomic_write_text
+  from experiments import prune_sweep
+  from pruning import ssl
+  rc = config.reliability
+  os.makedirs(workdir, exist_ok=True)
+  base = ml_collections.ConfigDict(config.sweep.to_dict())
+  data = load_dataset(**base.train.dataset.to_dict())
+  ds = data.train
+  ids, labels = ds.ids, ds.labels
+  fr = tuple(float(f) for f in rc.fractions)
+  sc = prune_sweep._scoring_config(base)
+  cache = rc.get("score_cache") or os.path.join(workdir, "scores")
+  out = {"dataset": data.name, "num_train": len(ds), "fractions": list(fr), "metrics": {}}
+
+  def record(name, entry):
+    out["metrics"][name] = entry
+    log(f"{name}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in entry.items() if not isinstance(v, dict)))
+    atomic_write_text(os.path.join(workdir, "reliability.json"), json.dumps(out, indent=1))
+
+  # EL2N and GraNd: R independent inits inside one score file (per_run).
+  for name in ("el2n", "grand"):
+    if name not in rc.metrics:
+      continue
+    res, dt = _timed(lambda: scores_lib.compute_scores(name, data, sc, cache_dir=cache, log=log))
+    R = len(res.per_run)
+    entry = {"num_runs": R, "cost_s_total": round(dt, 1),
+             "cost_s_per_run": round(dt / R, 1),
+             "cost_note": "0 means loaded from the sweep's score cache"}
+    for m in (1, 2):
+      if R // m >= 2:
+        entry[f"runs_averaged={m}"] = pairwise(averaged_runs(res.per_run, m), ids, labels, fr)
+    record(name, entry)
+
+  if "forgetting" in rc.metrics:
+    scf = ml_collections.ConfigDict(sc.to_dict())
+    scf.forgetting.num_runs = int(rc.forgetting_runs)
+    res, dt = _timed(lambda: scores_lib.compute_scores("forgetting", data, scf, cache_dir=cache,
+                                                       log=log))
+    record("forgetting", {"cost_s_total": round(dt, 1),
+                          "cost_s_per_run": round(dt / len(res.per_run), 1),
+                          "across_runs": pairwise(list(res.per_run), ids, labels, fr)})
+
+  if "prototype" in rc.metrics:
+    emb, dt_e = _timed(lambda: scores_lib.pca_embedding(ds.x, int(sc.prototype.dim), 0))
+    by_seed, t = [], time.time()
+    for s in rc.pca_seeds:
+      by_seed.append(ssl.checked_prototype_scores(emb, k=int(sc.prototype.k), seed=int(s)))
+    dt_k = (time.time() - t) / len(rc.pca_seeds)
+    by_k = [ssl.checked_prototype_scores(emb, k=int(k), seed=0) for k in rc.pca_ks]
+    record("prototype_pca", {"cost_s_total": round(dt_e + dt_k, 1),
+                             "across_kmeans_seeds": pairwise(by_seed, ids, labels, fr),
+                             "across_k": pairwise(by_k, ids, labels, fr),
+                             "ks": [int(k) for k in rc.pca_ks]})
+
+  if "ssl_prototype" in rc.metrics:
+    encs = []
+    for s in rc.ssl_seeds:
+      enc_cfg = ml_collections.ConfigDict(config.ssl.encoder.to_dict())
+      enc_cfg.seed = int(s)
+      sub = dict(encoder=enc_cfg, encoder_dir=rc.ssl_encoder_dir or
+                 os.path.join(workdir, "encoders"))
+      encs.append(ssl.encoder_for(data, sub, log))
+    k0 = int(rc.ssl_ks[len(rc.ssl_ks) // 2])
+    across_seeds = {}
+    for k in rc.ssl_ks:
+      across_seeds[f"k={int(k)}"] = pairwise(
+          [ssl.checked_prototype_scores(e["train_embeddings"], k=int(k)) for e in encs],
+          ids, labels, fr)
+    t = time.time()
+    by_k = [ssl.checked_prototype_scores(encs[0]["train_embeddings"], k=int(k))
+            for k in rc.ssl_ks]
+    dt_k = (time.time() - t) / len(rc.ssl_ks)
+    cls = [ssl.checked_prototype_scores(e["train_embeddings"], labels, k=max(k0 // 10, 1),
+                                        centroids="kmeans_per_class") for e in encs]
+    tm = encs[0]["info"]["train_metrics"]["wall_time_s"] + encs[0]["info"]["embed_time_s"]
+    record("ssl_prototype", {
+        "encoder_seeds": [int(s) for s in rc.ssl_seeds],
+        "linear_probe": [e["info"]["probe"]["linear_probe"] for e in encs],
+        "cost_s_encoder": round(tm, 1), "cost_s_kmeans": round(dt_k, 1),
+        "across_encoder_seeds": across_seeds,
+        "across_k": pairwise(by_k, ids, labels, fr), "ks": [int(k) for k in rc.ssl_ks],
+        f"class_conditional_k={k0}_across_encoder_seeds": pairwise(cls, ids, labels, fr)})
+  atomic_write_text(os.path.join(workdir, "reliability.md"), table(out))
+  return out
+
+
+def table(out: dict) -> str:
+  """Markdown table of the reliability results."""
+  fr = out["fractions"]
+  head = ("| score | what varies | runs | Spearman (mean, min..max) | " +
+          " | ".join(f"kept overlap f={f:g}" for f in fr) + " | cost (s) |\n|---|---|---|---|" +
+          "---|" * len(fr) + "---|")
+  lines = [head]
+
+  def row(score, what, p, cost):
+    lines.append(f"| {score} | {what} | {p['num_runs']} | {p['spearman']:.3f} "
+                 f"({p['spearman_min']:.3f}..{p['spearman_max']:.3f}) | " +
+                 " | ".join(f"{p[f'overlap@{f:g}']:.3f}" for f in fr) + f" | {cost} |")
+
+  m = out["metrics"]
+  for name in ("el2n", "grand"):
+    if name in m:
+      e = m[name]
+      for k in ("runs_averaged=1", "runs_averaged=2"):
+        if k in e:
+          row(name, f"init seed, {k.split('=')[1]} run(s) averaged", e[k],
+              f"{e['cost_s_per_run']}/run")
+  if "forgetting" in m:
+    e = m["forgetting"]
+    row("forgetting", "training run", e["across_runs"], f"{e['cost_s_per_run']}/run")
+  if "prototype_pca" in m:
+    e = m["prototype_pca"]
+    row("prototype (PCA)", "k-means seed", e["across_kmeans_seeds"], e["cost_s_total"])
+    row("prototype (PCA)", f"k in {e['ks']}", e["across_k"], e["cost_s_total"])
+  if "ssl_prototype" in m:
+    e = m["ssl_prototype"]
+    cost = f"{e['cost_s_encoder']} encoder + {e['cost_s_kmeans']} k-means"
+    for k, p in e["across_encoder_seeds"].items():
+      row("SSL prototype", f"encoder seed, {k}", p, cost)
+    row("SSL prototype", f"k in {e['ks']}", e["across_k"], e["cost_s_kmeans"])
+    for k, p in e.items():
+      if k.startswith("class_conditional"):
+        row("SSL prototype, class-cond.", "encoder seed, " + k.split("_k=")[1].split("_")[0]
+            + " centroids", p, cost)
+  return "\n".join(lines) + "\n"
