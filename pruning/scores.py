@@ -455,6 +455,12 @@ def _prototype(data, config, sub, log) -> ScoreResult:
                                              uses_labels=uses_labels, embedding=emb_kind))
 
 
+def _ssl_prototype(data, config, sub, log) -> ScoreResult:
+  """k-means prototypes on a self-supervised encoder's embedding (issue #14, `pruning.ssl`)."""
+  from pruning import ssl
+  return ssl.ssl_prototype_scores(data, config, sub, log)
+
+
 def _no_logits(logits, targets):
   return {}
 
@@ -468,6 +474,7 @@ SCORERS = {
     "grand": _averaged_over_runs("grand", _grand_measure),
     "forgetting": _forgetting,
     "prototype": _prototype,
+    "ssl_prototype": _ssl_prototype,  # issue #14 (pruning/ssl.py)
 }
 LABEL_FREE_WITHOUT_TRAINING = {"random": lambda sub: True, "input_norm": lambda sub: True,
                                "prototype": lambda sub: sub.embedding == "pca"}
