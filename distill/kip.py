@@ -30,7 +30,7 @@ from distill import kernels
 from distill import krr
 from distill.support import SupportSet, check_finite, check_images_per_class, init_support
 from core.config import config_value as _get
-from core.io import atomic_save_npz, atomic_write_text, is_writer
+from core.io import CorruptFileError, atomic_save_npz, atomic_write_text, is_writer, load_npz
 
 CKPT_NAME = "kip_ckpt.npz"
 LOG_NAME = "kip_log.jsonl"
@@ -132,30 +132,49 @@ def save_checkpoint(path: str, state: KIPState, support: SupportSet, meta: dict)
 
 
 def load_checkpoint(path: str, template: KIPState, meta: dict) -> KIPState:
-  with np.load(path) as f:
+  """The KIP state saved at `path` (read through core.io.load_npz: a truncated or corrupt
+  file raises CorruptFileError naming it; deleting it restarts the run from step 0)."""
+  leaves, treedef = jax.tree_util.tree_flatten(template.opt_state)
+  keys = ("x", "y", "step", "meta") + tuple(f"opt_{i}" for i in range(len(leaves)))
+  f = load_npz(path, keys, what="KIP checkpoint")
+  try:
     saved_meta = json.loads(str(f["meta"]))
-    if saved_meta != json.loads(json.dumps(meta, sort_keys=True)):
-      diff = {k: (saved_meta.get(k), meta.get(k)) for k in set(saved_meta) | set(meta)
-              if saved_meta.get(k) != meta.get(k)}
-      raise ValueError(f"{path} is a checkpoint of a different KIP run (saved vs now: {diff}); "
-                       "use another workdir")
-    leaves, treedef = jax.tree_util.tree_flatten(template.opt_state)
-    new_leaves = [jnp.asarray(f[f"opt_{i}"], dtype=jnp.asarray(l).dtype) for i, l in enumerate(leaves)]
-    return KIPState(step=jnp.asarray(int(f["step"]), jnp.int32), x=jnp.asarray(f["x"]),
-                    y=jnp.asarray(f["y"]), opt_state=jax.tree_util.tree_unflatten(treedef, new_leaves))
+  except json.JSONDecodeError as e:
+    raise CorruptFileError(f"KIP checkpoint {path} has unreadable metadata ({e}); delete it "
+                           f"and rerun (the run restarts from step 0)") from None
+  if saved_meta != json.loads(json.dumps(meta, sort_keys=True)):
+    diff = {k: (saved_meta.get(k), meta.get(k)) for k in set(saved_meta) | set(meta)
+            if saved_meta.get(k) != meta.get(k)}
+    raise ValueError(f"{path} is a checkpoint of a different KIP run (saved vs now: {diff}); "
+                     "use another workdir")
+  new_leaves = [jnp.asarray(f[f"opt_{i}"], dtype=jnp.asarray(l).dtype) for i, l in enumerate(leaves)]
+  return KIPState(step=jnp.asarray(int(f["step"]), jnp.int32), x=jnp.asarray(f["x"]),
+                  y=jnp.asarray(f["y"]), opt_state=jax.tree_util.tree_unflatten(treedef, new_leaves))
 
 
 def _read_log(path: str, upto_step: int) -> list:
+  """Log rows of the iterations a checkpoint at `upto_step` covers (steps < upto_step; the
+  resumed run logs its first step again). A partial last line (a kill while appending) is
+  dropped; an unreadable line before it raises CorruptFileError naming the file."""
   if not os.path.exists(path):
     return []
-  rows = []
   with open(path) as fh:
-    for line in fh:
-      line = line.strip()
-      if line:
-        row = json.loads(line)
-        if row["step"] <= upto_step:
-          rows.append(row)
+    lines = [l.strip() for l in fh]
+  while lines and not lines[-1]:
+    lines.pop()
+  rows = []
+  for i, line in enumerate(lines):
+    if not line:
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as e:
+      if i == len(lines) - 1:
+        break  # partial last line of a killed run
+      raise CorruptFileError(f"KIP log {path} line {i + 1} is not JSON ({e}); delete it and "
+                             f"rerun (the log restarts with the checkpoint's step)") from None
+    if row["step"] < upto_step:
+      rows.append(row)
   return rows
 
 
@@ -213,7 +232,8 @@ def distill_kip(train, images_per_class: int, config, *, seed: int = 0,
       if os.path.exists(ckpt):
         state = load_checkpoint(ckpt, state, meta)
         history = _read_log(log_path, int(state.step))
-        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
+      # The log holds exactly the rows of the steps run so far (none without a checkpoint).
+      atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
     kip_step = make_kip_step(kernel_fn, optimizer, reg, learn_labels)
 
     def evaluate(st) -> dict:

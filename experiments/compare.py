@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from experiments import report
-from core.io import atomic_write_text, fingerprint, is_writer
+from core.io import atomic_write_text, fingerprint, is_writer, load_json
 from core import data as data_lib
 from pruning import scores as scores_lib
 from pruning import select as select_lib
@@ -142,9 +142,8 @@ class CellCache:
 
   def get(self, key: str) -> Optional[dict]:
     p = self.path(key)
-    if os.path.exists(p):
-      with open(p) as fh:
-        return json.load(fh)
+    if os.path.exists(p):  # a corrupt cell raises CorruptFileError naming it: delete, rerun
+      return load_json(p, what="comparison cell")
     return None
 
   def put(self, key: str, value: dict) -> None:

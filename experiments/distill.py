@@ -4,6 +4,10 @@
 
 Result rows (results.json / results.csv, written atomically, merged with earlier rows),
 support sets as npz, a PNG of distilled vs initial images.
+
+Rows are keyed by cell (method, images_per_class, seed) and the config fingerprint: a rerun
+with fewer seeds or methods, or another config, adds or replaces its own cells and keeps every
+earlier row (results.json is append-only in content); summary.json groups by config too.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from core.config import config_value as _get
-from core.io import atomic_savefig, atomic_write_text, fingerprint
+from core.io import atomic_savefig, atomic_write_text, fingerprint, load_json
 from distill import kip
 from distill.evaluate import METHODS, distill_support, finite_network_eval, krr_test_metrics
 from distill.support import SupportSet, check_images_per_class, load_support, save_support
@@ -39,14 +43,29 @@ def write_results(workdir: str, rows: list) -> None:
   atomic_write_text(os.path.join(workdir, "results.csv"), buf.getvalue())
 
 
+def row_key(r: dict) -> tuple:
+  """The cell a result row belongs to: (config fingerprint, method, images_per_class, seed)."""
+  return (r.get("config"), r["method"], int(r["images_per_class"]), int(r["seed"]))
+
+
+def merge_rows(earlier: list, new: list) -> list:
+  """`earlier` rows with those of `new` cells replaced in place, then `new`'s other rows:
+  no earlier row is dropped unless a new row has its cell."""
+  fresh = {row_key(r): r for r in new}
+  out = [fresh.pop(row_key(r), r) for r in earlier]
+  return out + [r for r in new if row_key(r) in fresh]
+
+
 def summarize(rows: list) -> list:
-  """Mean/std over seeds of KRR (and finite) accuracy per (method, images_per_class)."""
+  """Mean/std over seeds of KRR (and finite) accuracy per (config, method, images_per_class)."""
   groups = {}
   for r in rows:
-    groups.setdefault((r["method"], r["images_per_class"]), []).append(r)
+    groups.setdefault((r["method"], r["images_per_class"], r.get("config")), []).append(r)
   out = []
-  for (method, ipc), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], METHODS.index(kv[0][0]) if kv[0][0] in METHODS else 9)):
-    row = {"method": method, "images_per_class": ipc, "seeds": [r["seed"] for r in rs]}
+  for (method, ipc, cfg), rs in sorted(groups.items(), key=lambda kv: (
+      str(kv[0][2]), kv[0][1], METHODS.index(kv[0][0]) if kv[0][0] in METHODS else 9)):
+    row = {"method": method, "images_per_class": ipc, "config": cfg,
+           "seeds": [r["seed"] for r in rs]}
     for k in ("krr_test_accuracy", "finite_test_accuracy"):
       v = [r[k] for r in rs if k in r]
       if v:
@@ -147,16 +166,20 @@ def run_distillation(config, workdir: Optional[str] = None, *, data=None,
       raise ValueError(f"unknown distillation method {m!r}; choose from {METHODS}")
   for ipc in config["images_per_class"]:
     check_images_per_class(data.train.labels, data.num_classes, ipc)
+  if not methods or not len(config["images_per_class"]) or not len(config["seeds"]):
+    raise ValueError(f"nothing to run: methods={list(methods)}, images_per_class="
+                     f"{list(config['images_per_class'])}, seeds={list(config['seeds'])}; "
+                     f"give at least one of each (methods from {METHODS})")
   fp = config_fingerprint(config)
-  rows, done = [], {}
+  rows, done, earlier = [], {}, []
   if workdir:
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "results.json")
     if os.path.exists(path):
-      with open(path) as f:
-        for r in json.load(f):
-          if r.get("config") == fp:
-            done[(r["method"], r["images_per_class"], r["seed"])] = r
+      earlier = load_json(path, what="distillation results")
+      for r in earlier:
+        if r.get("config") == fp:
+          done[(r["method"], r["images_per_class"], r["seed"])] = r
   finite_on = bool(_get(_get(config, "finite", {}), "enabled", False))
   fig_cfg = _get(config, "figure", {})
   kcfg = dict(config["kernel"])
@@ -190,7 +213,7 @@ def run_distillation(config, workdir: Optional[str] = None, *, data=None,
         supports[method] = support
         if workdir:
           save_support(sup_path, support)
-          write_results(workdir, rows + [r for k, r in done.items() if r not in rows])
+          write_results(workdir, merge_rows(earlier, rows))
         if progress:
           print(json.dumps({k: row[k] for k in row if k != "config"}), flush=True)
       if (workdir and "kip" in supports and "random" in supports
@@ -201,6 +224,8 @@ def run_distillation(config, workdir: Optional[str] = None, *, data=None,
                       title=f"{data.name}: {ipc} per class, KIP {kcfg.get('architecture')} "
                             f"{kcfg.get('kernel_type')} (seed {seed})")
   if workdir:
-    write_results(workdir, rows)
-    atomic_write_text(os.path.join(workdir, "summary.json"), json.dumps(summarize(rows), indent=1) + "\n")
+    merged = merge_rows(earlier, rows)
+    write_results(workdir, merged)
+    atomic_write_text(os.path.join(workdir, "summary.json"),
+                      json.dumps(summarize(merged), indent=1) + "\n")
   return rows

@@ -5,17 +5,21 @@
     test images drawn with `DIGITS_SPLIT_SEED`; x has shape (n, 8, 8, 1).
   * ``mnist1d`` - MNIST-1D (Greydanus 2020) made by the `mnist1d` package's
     generator (never its downloader); default 4,000 train / 1,000 test; x has
-    shape (n, 40, 1). Generated draws are cached on disk.
+    shape (n, 40, 1). Generated draws are cached on disk; a cache file that
+    cannot be read (truncated, corrupt) is deleted and regenerated, with a log line.
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Optional
 
 import numpy as np
 
 from core.data.types import DataError
-from core.io import atomic_save_npz
+from core.io import CorruptFileError, atomic_save_npz, load_npz
+
+log = logging.getLogger(__name__)
 
 BUNDLED = ("digits", "mnist1d")
 DIGITS_TEST_SIZE = 360
@@ -51,8 +55,16 @@ def mnist1d_arrays(num_train: int = 4000, num_test: int = 1000, seed: int = 42):
       raise DataError(f"mnist1d: {what} must be >= 1, got {v}")
   path = os.path.join(_cache_dir(), f"mnist1d_{num_train}_{num_test}_{seed}.npz")
   if os.path.exists(path):
-    with np.load(path) as f:
-      return f["x"], f["y"], f["x_test"], f["y_test"]
+    try:
+      f = load_npz(path, ("x", "y", "x_test", "y_test"), what="MNIST-1D cache")
+      if (len(f["x"]) == len(f["y"]) == num_train
+          and len(f["x_test"]) == len(f["y_test"]) == num_test):
+        return f["x"], f["y"], f["x_test"], f["y_test"]
+      reason = "has the wrong number of examples"
+    except CorruptFileError as e:
+      reason = str(e)
+    log.warning("mnist1d: deleting and regenerating the cache file %s (%s)", path, reason)
+    os.remove(path)
   from mnist1d.data import get_dataset_args, make_dataset
   args = get_dataset_args()
   args.num_samples = num_train + num_test
