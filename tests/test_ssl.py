@@ -302,3 +302,31 @@ def test_two_processes_equal_one_process(tmp_path, objective):
     np.testing.assert_allclose(m[f"p{i}"], s[f"p{i}"], rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(m["emb"], s["emb"], rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(float(m["loss"]), float(s["loss"]), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_ssl_prototype_score_method_end_to_end(tmp_path):
+  """compute_scores('ssl_prototype'): a score file with the encoder fingerprint, reloaded."""
+  from core.data import load_dataset
+  from pruning import scores
+  from pruning.configs import mnist1d_ssl
+  data = load_dataset("mnist1d", num_train=300, num_test=100)
+  enc = mnist1d_ssl.get_config("quick")
+  enc.num_steps = 10
+  cfg = dict(ssl_prototype=dict(encoder=enc.to_dict(), k=5, centroids="kmeans",
+                                encoder_dir=str(tmp_path / "enc")))
+  logs = []
+  res = scores.compute_scores("ssl_prototype", data, cfg, cache_dir=str(tmp_path / "s"),
+                              log=logs.append)
+  assert res.scores.shape == (300,) and np.isfinite(res.scores).all()
+  np.testing.assert_array_equal(res.ids, data.train.ids)
+  fp = res.meta["encoder_fingerprint"]
+  assert fp == ssl.encoder_fingerprint(enc, data.train.x, data.train.ids)
+  assert res.meta["uses_labels"] is False and 0 < res.meta["encoder_probe"]["linear_probe"] <= 1
+  again = scores.compute_scores("ssl_prototype", data, cfg, cache_dir=str(tmp_path / "s"),
+                                log=logs.append)
+  np.testing.assert_array_equal(again.scores, res.scores)
+  assert any("reusing" in l or "loaded" in l for l in logs)
+  cfg["ssl_prototype"]["k"] = 301
+  with pytest.raises(ValueError, match="k=301 centroids for 300 examples"):
+    scores.compute_scores("ssl_prototype", data, cfg)
