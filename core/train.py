@@ -251,7 +251,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str]
     Delivered in bunches when metrics are fetched (every log_every_steps, epoch end, eval),
     so it adds no per-step device sync.
   batch_source: chooses each step's examples (default `SamplerSource`): an object with
-    ``batch(step, ctx: BatchContext) -> (positions, weights or None)``, optionally
+    ``batch(step, ctx: BatchContext) -> (positions, weights or None)`` ((None, None) ends
+    training before total_steps, with the schedule of total_steps: InfoBatch), optionally
     ``sampled_batch_size`` (the sampler's batch, e.g. RHO-LOSS's candidates) and
     ``total_steps(default) -> int``. RHO-LOSS and InfoBatch plug in here.
   stop_after_epoch: stop (no final evaluation or checkpoint) once this epoch's callback ran;
@@ -406,6 +407,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str]
   stopped = False
   while step < total_steps:
     pos, weights = source.batch(step, ctx)
+    if pos is None:  # the batch source ends training early (InfoBatch after its last epoch)
+      break
     pos = np.asarray(pos)
     if pos.shape != (batch_size,):
       raise ValueError(f"batch source returned {pos.shape} positions at step {step}; "

@@ -451,3 +451,76 @@ def select(embeddings, ids, labels=None, fraction: Optional[float] = None,
   if not out:
     raise ValueError(f"keep fraction f={f} keeps no example of any class")
   return np.concatenate(out)
+
+
+# ----------------------------------------------------------------------------
+# Score-registry entries (pruning.scores.SCORERS): the greedy order as scores.
+
+SCORER_DEFAULTS = dict(embedding="supervised", epoch=2, per_class=True, knn=20, dim=32,
+                       normalize=False)
+
+
+def embedding_for(data, config, sub) -> np.ndarray:
+  """The (n, d) embedding of data.train that `sub.embedding` names.
+
+  'supervised': penultimate features of config.train's network after `sub.epoch` epochs
+  (labels used); 'random_features': the same network at init; 'pca': a `sub.dim`-d PCA of the
+  inputs (label-free, no network).
+  """
+  from core import predict as predict_lib
+  from pruning import scores as scores_lib
+  ds = data.train
+  kind = sub.embedding
+  if kind == "pca":
+    return scores_lib.pca_embedding(ds.x, int(sub.dim), int(config.seed))
+  if kind not in ("supervised", "random_features"):
+    raise ValueError(f"unknown coreset embedding {kind!r}; choose supervised, random_features "
+                     f"or pca")
+  scores_lib._need_train(config, f"coreset/{kind}")
+  tc = scores_lib._run_config(config, 0)
+  epoch = int(sub.epoch) if kind == "supervised" else 0
+  return scores_lib._train_until(tc, data, epoch, lambda model, st: predict_lib.predict(
+      model, st, ds, int(config.predict_batch_size), return_embedding=True,
+      num_devices=tc.get("num_devices"), reduce_fn=scores_lib._no_logits)["embeddings"])
+
+
+def _with_defaults(sub, defaults: dict):
+  """`sub` over `defaults`, shallow: a nested dict in `sub` replaces the default one."""
+  import ml_collections
+  out = dict(defaults)
+  if sub is not None:
+    out.update(sub.to_dict() if hasattr(sub, "to_dict") else dict(sub))
+  return ml_collections.ConfigDict(out)
+
+
+def _num_devices(config):
+  train = config.get("train")
+  return train.get("num_devices") if train is not None else None
+
+
+def make_scorer(mode: str):
+  """A scorer(data, config, sub, log) -> ScoreResult for `mode` (greedy-order scores)."""
+  _check_mode(mode)
+
+  def scorer(data, config, sub, log):
+    import time
+    from pruning import scores as scores_lib
+    from pruning.score_io import ScoreResult
+    t0 = time.time()
+    sub = _with_defaults(sub, SCORER_DEFAULTS)
+    emb = embedding_for(data, config, sub)
+    t_emb = time.time() - t0
+    if sub.normalize:
+      emb = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12)
+    s = greedy_order_scores(mode, emb, data.train.labels, per_class=bool(sub.per_class),
+                            seed=int(config.seed), knn=int(sub.knn),
+                            num_devices=_num_devices(config))
+    wall = time.time() - t0
+    log(f"{mode}: embedding {t_emb:.1f}s, greedy {wall - t_emb:.1f}s")
+    meta = scores_lib._meta(mode, data, config, sub, embedding=sub.embedding,
+                            per_class=bool(sub.per_class), wall_time_s=round(wall, 2),
+                            embedding_time_s=round(t_emb, 2), greedy_order=True)
+    return ScoreResult(data.train.ids.copy(), s, meta)
+
+  scorer.__name__ = f"{mode}_scorer"
+  return scorer

@@ -160,3 +160,28 @@ class InfoBatch:
                 steps_saved=full - steps, saved_fraction=(full - steps) / full,
                 prune_ratio=self.r, delta=self.delta, prune_epochs=self.prune_epochs,
                 per_epoch=list(self.history))
+
+
+def train_with_infobatch(config, data, *, num_epochs: int, prune_ratio: float = 0.5,
+                         delta: float = 0.875, seed: int = 0, log_every_steps: int = 1,
+                         train_ids=None):
+  """Trains config's network for `num_epochs` InfoBatch epochs; returns (TrainResult, summary).
+
+  The trainer config gets num_epochs (so its learning-rate schedule is that of full training
+  for that many epochs) and `log_every_steps` (losses reach the scores at that period).
+  """
+  import ml_collections
+  from core import train as train_lib
+  tc = ml_collections.ConfigDict(config.to_dict() if hasattr(config, "to_dict") else config)
+  tc.num_steps = None
+  tc.num_examples = None
+  tc.num_epochs = float(num_epochs)
+  tc.seed = int(seed)
+  tc.log_every_steps = int(log_every_steps)
+  tc.checkpoint = False
+  n = len(data.train) if train_ids is None else len(np.unique(np.asarray(train_ids)))
+  ib = InfoBatch(n, int(tc.batch_size), int(num_epochs), prune_ratio=prune_ratio, delta=delta,
+                 seed=seed)
+  res = train_lib.train_and_evaluate(tc, None, data=data, train_ids=train_ids, batch_source=ib,
+                                     step_callback=ib.on_step)
+  return res, ib.summary()

@@ -59,7 +59,7 @@ from core.losses import per_example_loss
 from core.models import create_model
 from core.sampler import num_train_steps, steps_per_epoch
 from core.state import TrainState, create_train_state
-from pruning import score_io
+from pruning import coreset, proxy, score_io, uncertainty
 from pruning.score_io import ScoreResult
 
 def default_config() -> ml_collections.ConfigDict:
@@ -475,6 +475,17 @@ SCORERS = {
     "forgetting": _forgetting,
     "prototype": _prototype,
     "ssl_prototype": _ssl_prototype,  # issue #14 (pruning/ssl.py)
+    # issue #19 (pruning/coreset.py, uncertainty.py, proxy.py)
+    "kcenter": coreset.make_scorer("kcenter"),
+    "herding": coreset.make_scorer("herding"),
+    "facility_location": coreset.make_scorer("facility_location"),
+    "least_confidence": uncertainty.make_logit_scorer("least_confidence"),
+    "entropy": uncertainty.make_logit_scorer("entropy"),
+    "margin": uncertainty.make_logit_scorer("margin"),
+    "aum": uncertainty.aum_scorer,
+    "dyn_unc": uncertainty.dyn_unc_scorer,
+    "tdds": uncertainty.tdds_scorer,
+    "proxy": proxy.proxy_scorer,
 }
 LABEL_FREE_WITHOUT_TRAINING = {"random": lambda sub: True, "input_norm": lambda sub: True,
                                "prototype": lambda sub: sub.embedding == "pca"}

@@ -174,7 +174,8 @@ def ccs(scores, ids, f, beta: float = 0.1, num_strata: int = 50, seed: int = 0) 
 def select_ids(scores, ids, labels=None, fraction: Optional[float] = None,
                count: Optional[int] = None, mode: str = "hard",
                class_balanced: bool = False, seed: int = 0,
-               ccs_beta: float = 0.1, ccs_strata: int = 50) -> np.ndarray:
+               ccs_beta: float = 0.1, ccs_strata: int = 50,
+               embeddings=None) -> np.ndarray:
   """One entry point: ids to keep.
 
   Args:
@@ -186,12 +187,21 @@ def select_ids(scores, ids, labels=None, fraction: Optional[float] = None,
     mode: 'hard' | 'easy' | 'ccs' | 'random'.
     class_balanced: apply the rule within every class.
     seed: randomness of 'ccs' and 'random'.
+    embeddings: (n, d) for the coreset modes 'kcenter' | 'herding' | 'facility_location'
+      (`pruning.coreset.select`: the same counts, ids in greedy order; scores ignored).
   Returns:
     int64 ids (hardest first for 'hard', easiest first for 'easy', sorted for
     'ccs' and 'random').
   """
+  from pruning import coreset
+  if mode in coreset.MODES:
+    if embeddings is None:
+      raise ValueError(f"selection mode {mode!r} needs embeddings= (an (n, d) array)")
+    return coreset.select(embeddings, ids, labels, fraction=fraction, count=count, mode=mode,
+                          class_balanced=class_balanced, seed=seed)
   if mode not in MODES:
-    raise ValueError(f"unknown selection mode {mode!r}; choose from {MODES}")
+    raise ValueError(f"unknown selection mode {mode!r}; choose from "
+                     f"{MODES + coreset.MODES}")
   scores, ids = _as_arrays(scores, ids)
   n = len(ids)
   if fraction is not None:

@@ -188,3 +188,90 @@ class EpochDynamics:
   def tdds(self, window: int, decay: float) -> np.ndarray:
     return tdds_from_changes(np.stack(self.changes) if self.changes else
                              np.zeros((0, len(self.labels))), window, decay)
+
+
+# ----------------------------------------------------------------------------
+# Score-registry entries (pruning.scores.SCORERS).
+
+LOGIT_DEFAULTS = dict(epoch=2, num_runs=1)
+AUM_DEFAULTS = dict(num_runs=1, epoch=0)          # epoch 0 = the whole training run
+DYN_DEFAULTS = dict(num_runs=1, window=3, decay=0.9)
+
+
+def _with_defaults(sub, defaults: dict):
+  from pruning.coreset import _with_defaults as wd
+  return wd(sub, defaults)
+
+
+def make_logit_scorer(name: str):
+  """least_confidence / entropy / margin of config.train's network after `epoch` epochs."""
+  fn = FROM_LOGITS[name]
+
+  def measure(model, state, *, ds, config, sub, tc):
+    from core import predict as predict_lib
+    logits = predict_lib.predict(model, state, ds, int(config.predict_batch_size),
+                                 num_devices=tc.get("num_devices"))["logits"]
+    return fn(logits)
+
+  def scorer(data, config, sub, log):
+    import time
+    from pruning import scores as scores_lib
+    t0 = time.time()
+    sub = _with_defaults(sub, LOGIT_DEFAULTS)
+    res = scores_lib._averaged_over_runs(name, measure)(data, config, sub, log)
+    res.meta["wall_time_s"] = round(time.time() - t0, 2)
+    return res
+
+  scorer.__name__ = f"{name}_scorer"
+  return scorer
+
+
+def _trajectory_scorer(name: str):
+  def scorer(data, config, sub, log):
+    import time
+    from core import predict as predict_lib, train as train_lib
+    from core.models import create_model
+    from pruning import scores as scores_lib
+    from pruning.score_io import ScoreResult
+    scores_lib._need_train(config, name)
+    t0 = time.time()
+    sub = _with_defaults(sub, AUM_DEFAULTS if name == "aum" else DYN_DEFAULTS)
+    ds = data.train
+    runs = []
+    for r in range(int(sub.num_runs)):
+      tc = scores_lib._run_config(config, r)
+      stop = int(sub.get("epoch", 0) or 0) or None
+      if name == "aum":
+        tracker = AUMTracker(len(ds))
+
+        def on_step(step, ids, per_example, tracker=tracker):
+          tracker.update(ds.positions_with_repeats(ids), per_example["margin"])
+
+        train_lib.train_and_evaluate(tc, None, data=data, step_callback=on_step,
+                                     stop_after_epoch=stop)
+        runs.append(tracker.scores())
+      else:
+        dyn = EpochDynamics(ds.labels)
+        model = create_model(tc.model, num_classes=data.num_classes)
+
+        def on_epoch(epoch, state, dyn=dyn, model=model, tc=tc):
+          dyn.update(predict_lib.predict(model, state, ds, int(config.predict_batch_size),
+                                         num_devices=tc.get("num_devices"))["logits"])
+
+        train_lib.train_and_evaluate(tc, None, data=data, epoch_callback=on_epoch,
+                                     stop_after_epoch=stop)
+        runs.append(dyn.dyn_unc(int(sub.window)) if name == "dyn_unc"
+                    else dyn.tdds(int(sub.window), float(sub.decay)))
+      log(f"{name}: run {r + 1}/{int(sub.num_runs)} done")
+    per_run = np.stack(runs)
+    meta = scores_lib._meta(name, data, config, sub, num_runs=int(sub.num_runs),
+                            wall_time_s=round(time.time() - t0, 2))
+    return ScoreResult(ds.ids.copy(), per_run.mean(0), meta, per_run)
+
+  scorer.__name__ = f"{name}_scorer"
+  return scorer
+
+
+aum_scorer = _trajectory_scorer("aum")
+dyn_unc_scorer = _trajectory_scorer("dyn_unc")
+tdds_scorer = _trajectory_scorer("tdds")

@@ -223,7 +223,7 @@ def test_random_and_input_norm(tmp_path):
   np.testing.assert_allclose(n.scores, np.linalg.norm(data.train.x, axis=1), rtol=1e-6)
   assert scores.rank_correlation(n.scores, n.scores) == pytest.approx(1.0)
   with pytest.raises(ValueError, match="unknown score method"):
-    scores.compute_scores("margin", data, None)
+    scores.compute_scores("margn", data, None)  # 'margin' is a method (pruning.uncertainty)
 
 
 def test_score_file_roundtrip_no_pickle(tmp_path):

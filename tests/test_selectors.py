@@ -281,3 +281,120 @@ def test_infobatch_batches_cover_each_epoch_and_end():
     infobatch.InfoBatch(30, 8, 4).batch(5)
   with pytest.raises(ValueError, match="prune_ratio"):
     infobatch.InfoBatch(30, 8, 4, prune_ratio=1.0)
+
+
+# ----------------------------------------------------------------------------
+# Through the score registry, pruning.select and the trainer (tiny MLP on toy data)
+
+
+def _splits(n=64, n_test=32, d=6, classes=3, seed=0):
+  from core.data import ArrayDataset, DatasetSplits
+  rng = np.random.default_rng(seed)
+  centers = rng.normal(size=(classes, d)) * 2
+  y = rng.integers(0, classes, n + n_test).astype(np.int32)
+  x = (centers[y] + rng.normal(size=(n + n_test, d))).astype(np.float32)
+  tr = ArrayDataset(x[:n], y[:n], np.arange(100, 100 + n, dtype=np.int64), classes, "toy/train")
+  te = ArrayDataset(x[n:], y[n:], np.arange(n_test, dtype=np.int64), classes, "toy/test")
+  return DatasetSplits(tr, te, classes, "toy")
+
+
+def _train_cfg(**kw):
+  from core.config import base_config
+  c = base_config()
+  c.model = dict(name="mlp", hidden=(8,))
+  c.batch_size = 16
+  c.num_epochs = 3
+  c.optimizer.update(name="adam", lr=1e-2)
+  c.checkpoint = False
+  c.progress_bar = False
+  c.log_every_steps = 1
+  c.num_devices = 1
+  c.update(kw)
+  return c
+
+
+NEW_METHODS = ("kcenter", "herding", "facility_location", "least_confidence", "entropy",
+               "margin", "aum", "dyn_unc", "tdds", "proxy")
+
+
+@pytest.mark.slow
+def test_registry_scores_and_selection_by_name():
+  import ml_collections
+  from pruning import scores, select
+  data = _splits()
+  cfg = ml_collections.ConfigDict(dict(
+      train=_train_cfg(), seed=1, kcenter=dict(epoch=1, knn=5), herding=dict(epoch=1),
+      facility_location=dict(epoch=1, knn=5), entropy=dict(epoch=1),
+      least_confidence=dict(epoch=1), margin=dict(epoch=1), dyn_unc=dict(window=2),
+      tdds=dict(window=2), proxy=dict(method="entropy", model=dict(hidden=(4,)))))
+  labels = data.train.labels
+  for m in NEW_METHODS:
+    assert m in scores.SCORERS
+    res = scores.compute_scores(m, data, cfg)
+    assert res.scores.shape == (64,) and np.isfinite(res.scores).all(), m
+    assert res.meta["wall_time_s"] >= 0, m
+    ids = select.select_ids(res.scores, res.ids, labels, fraction=0.5, mode="hard",
+                            class_balanced=True)
+    assert len(ids) == sum(select.num_keep(0.5, int((labels == c).sum())) for c in range(3))
+  # coreset scores are the per-class greedy order: 'hard' top-k == the greedy prefix
+  res = scores.compute_scores("kcenter", data, cfg)
+  for c in range(3):
+    s = np.sort(res.scores[labels == c])[::-1]
+    np.testing.assert_array_equal(s, np.arange((labels == c).sum(), 0, -1))
+
+
+def test_select_ids_coreset_modes():
+  from pruning import select
+  e = _blobs(n=60, d=3, seed=14)
+  ids = np.arange(500, 560)
+  labels = np.repeat([0, 1, 2], 20)
+  for mode in coreset.MODES:
+    got = select.select_ids(None, ids, labels, fraction=0.25, mode=mode, class_balanced=True,
+                            embeddings=e)
+    want = coreset.select(e, ids, labels, fraction=0.25, mode=mode, class_balanced=True)
+    assert got.tolist() == want.tolist() and len(got) == 15
+  with pytest.raises(ValueError, match="embeddings"):
+    select.select_ids(np.zeros(60), ids, labels, fraction=0.5, mode="herding")
+  with pytest.raises(ValueError, match="unknown selection mode 'herd'"):
+    select.select_ids(np.zeros(60), ids, labels, fraction=0.5, mode="herd")
+
+
+def test_aum_scorer_equals_the_trainers_margins():
+  import ml_collections
+  from core import train as train_lib
+  from pruning import scores
+  data = _splits()
+  cfg = ml_collections.ConfigDict(dict(train=_train_cfg(), seed=2))
+  res = scores.compute_scores("aum", data, cfg)
+  tc = scores._run_config(cfg, 0)
+  total, count = np.zeros(64), np.zeros(64)
+
+  def on_step(step, ids, per_example):
+    np.add.at(total, ids - 100, per_example["margin"])
+    np.add.at(count, ids - 100, 1)
+
+  train_lib.train_and_evaluate(tc, None, data=data, step_callback=on_step)
+  np.testing.assert_allclose(res.scores, -total / count, rtol=1e-5, atol=1e-6)
+
+
+def test_infobatch_in_the_trainer_saves_steps_and_matches_across_devices(n_devices):
+  data = _splits(n=96)
+  out = {}
+  for nd in sorted({1, min(8, n_devices)}):
+    res, summ = infobatch.train_with_infobatch(_train_cfg(num_devices=nd), data, num_epochs=6,
+                                               prune_ratio=0.5, delta=0.5, seed=3)
+    out[nd] = (res, summ)
+    assert res.metrics["steps"] == summ["steps"] < summ["full_steps"] == 6 * 6
+    assert 0.0 <= res.metrics["test_accuracy"] <= 1.0
+    assert [h["pruned"] > 0 for h in summ["per_epoch"]] == [False, True, True, False, False,
+                                                             False]
+  if len(out) == 2:
+    (r1, s1), (r8, s8) = out[1], out[max(out)]
+    assert s1["per_epoch"] == s8["per_epoch"]
+    for a, b in zip(jax_leaves(r1.state.params), jax_leaves(r8.state.params)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def jax_leaves(tree):
+  import jax
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
