@@ -398,3 +398,22 @@ def test_infobatch_in_the_trainer_saves_steps_and_matches_across_devices(n_devic
 def jax_leaves(tree):
   import jax
   return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+@pytest.mark.slow
+def test_infobatch_two_processes_match_one_process(tmp_path):
+  import os
+  from test_multihost import free_port, launch, wait
+  worker = os.path.join(os.path.dirname(__file__), "multihost_infobatch_worker.py")
+  port = free_port()
+  multi = [launch(i, 2, port, 2, tmp_path / "multi.npz", worker=worker) for i in range(2)]
+  single = launch(0, 1, 0, 4, tmp_path / "single.npz", worker=worker)
+  wait(multi + [single])
+  m, s = np.load(tmp_path / "multi.npz"), np.load(tmp_path / "single.npz")
+  assert int(m["process_count"]) == 2 and int(s["process_count"]) == 1
+  assert int(m["device_count"]) == int(s["device_count"]) == 4
+  np.testing.assert_array_equal(m["kept"], s["kept"])
+  assert int(m["steps"]) == int(s["steps"]) < 5 * 10
+  for i in range(int(m["n_leaves"])):
+    np.testing.assert_allclose(m[f"p{i}"], s[f"p{i}"], rtol=1e-4, atol=1e-5)
+  assert abs(float(m["test_accuracy"]) - float(s["test_accuracy"])) < 0.01
