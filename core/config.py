@@ -50,6 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.max_checkpoints = 2
   c.stop_after_steps = ml_collections.config_dict.placeholder(int)
   c.progress_bar = True
+  c.resume = "auto"  # 'force': resume a workdir's checkpoints under a changed config
   return c
 
 

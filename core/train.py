@@ -28,9 +28,11 @@ Config fields (see core/configs/*.py for complete examples)::
   checkpoint              bool (default True): write / resume from checkpoints
   max_checkpoints         orbax max_to_keep (default 2, >= 1)
   stop_after_steps        stop as if killed after this many steps (tests resume)
+  resume                  'auto' (default): resume only under the same config | 'force'
   progress_bar            bool (default True; always off on processes != 0)
 
-Files written by process 0 to the workdir: config.json (resolved config),
+Files written by process 0 to the workdir: config.json (resolved config), manifest.json and
+.lock (core/workdir.py: resume refused under a changed config; one run per workdir),
 metrics.jsonl (one JSON object per log / eval line: train loss and accuracy, lr,
 l2_grads / l2_params / l2_updates, steps_per_s, examples_per_s; test metrics),
 checkpoints/ (orbax). Nothing is pickled.
@@ -60,6 +62,7 @@ from core.models import create_model
 from core.optim import make_optimizer
 from core.predict import evaluate
 from core.sampler import IndexSampler, num_train_steps
+from core.workdir import check_resume, workdir_lock
 from core.state import TrainState, apply_model, centered, create_train_state
 
 
@@ -234,7 +237,15 @@ def _read_history(path: str, upto_step: int) -> list:
 # The loop.
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str] = None, *,
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
+                       **kwargs) -> TrainResult:
+  """Trains `config.model` on `data.train`; the arguments are `_train_and_evaluate`'s."""
+  # Process 0 holds <workdir>/.lock for the whole run: a second run stops at once, naming it.
+  with workdir_lock(workdir if parallel.process_index() == 0 else None):
+    return _train_and_evaluate(config, workdir, **kwargs)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str] = None, *,
                        data: Optional[DatasetSplits] = None, train_ids=None,
                        epoch_callback: Optional[Callable[[int, TrainState], Any]] = None,
                        step_callback: Optional[Callable[[int, np.ndarray, dict], Any]] = None,
@@ -312,6 +323,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str]
   ckpt = None
   metrics_path = None
   if workdir:
+    # Refuse to resume checkpoints of a run under another config (core/workdir.py).
+    check_resume(workdir, config, {"train": train_ds.fingerprint(),
+                                   "test": data.test.fingerprint()}, write=is_main)
     if is_main:
       os.makedirs(workdir, exist_ok=True)
       with open(os.path.join(workdir, "config.json"), "w") as f:

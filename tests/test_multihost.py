@@ -59,7 +59,8 @@ def test_two_processes_match_one_process(tmp_path):
   assert (m["correct"] == s["correct"]).mean() > 0.99
   assert float(m["test_accuracy"]) > 0.5  # 2 epochs on 640 examples
   # only process 0 wrote files; checkpoints of the shared workdir
-  assert sorted(os.listdir(tmp_path / "multi")) == ["checkpoints", "config.json", "metrics.jsonl"]
+  assert sorted(os.listdir(tmp_path / "multi")) == [".lock", "checkpoints", "config.json",
+                                                    "manifest.json", "metrics.jsonl"]
   assert "20" in os.listdir(tmp_path / "multi" / "checkpoints")
 
 

@@ -189,3 +189,116 @@ def test_distill_rerun_merges_rows(digits_small, tmp_path):
   _truncate(str(tmp_path / "results.json"))
   with pytest.raises(CorruptFileError, match="results.json.*delete"):
     run_distillation(_distill_config(), wd, data=digits_small, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Resume refuses a changed config (run manifest); 5. one run per workdir (lock);
+# 6. checkpoint restore verifies digests and falls back to the newest intact step.
+
+
+def _toy_splits():
+  from core.data import DatasetSplits
+  train = _toy_train(48)
+  te = _toy_train(16, seed=1)
+  test = ArrayDataset(te.x, te.y, np.arange(16, dtype=np.int64), 3, "toy/test")
+  return DatasetSplits(train, test, 3, "toy")
+
+
+def _trainer_cfg(**kw):
+  from core.config import base_config
+  c = base_config()
+  c.model = dict(name="mlp", hidden=(8,))
+  c.batch_size, c.num_steps, c.num_devices = 16, 6, 1
+  c.optimizer.update(name="adam", lr=1e-2)
+  c.progress_bar, c.log_every_steps, c.checkpoint_every_steps = False, 2, 2
+  c.update(kw)
+  return c
+
+
+def _params(res):
+  import jax
+  return [np.asarray(x) for x in jax.tree.leaves(res.state.params)]
+
+
+def test_resume_with_changed_config_refused_unless_forced(tmp_path):
+  from core.train import train_and_evaluate
+  from core.workdir import ResumeConfigError
+  data, wd = _toy_splits(), str(tmp_path / "w")
+  full = train_and_evaluate(_trainer_cfg(), str(tmp_path / "full"), data=data)
+  train_and_evaluate(_trainer_cfg(stop_after_steps=4), wd, data=data)  # "killed" at step 4
+  c = _trainer_cfg()
+  c.optimizer.lr, c.seed = 0.05, 7
+  with pytest.raises(ResumeConfigError, match=r"optimizer\.lr: 0\.01 -> 0\.05.*seed: 0 -> 7"
+                     r".*--config.resume=force"):
+    train_and_evaluate(c, wd, data=data)
+  other = _toy_splits()
+  other.train.x[0, 0] += 1.0
+  with pytest.raises(ResumeConfigError, match=r"data\.train"):
+    train_and_evaluate(_trainer_cfg(), wd, data=other)
+  # Cosmetic fields may change; the resumed run equals the uninterrupted one.
+  res = train_and_evaluate(_trainer_cfg(log_every_steps=1), wd, data=data)
+  for a, b in zip(_params(res), _params(full)):
+    np.testing.assert_array_equal(a, b)
+  c.resume = "force"
+  c.num_steps = 8
+  train_and_evaluate(c, wd, data=data)
+  man = json.load(open(os.path.join(wd, "manifest.json")))
+  assert man["config"]["optimizer"]["lr"] == 0.05
+  assert man["overrides"][-1]["config.optimizer.lr"] == [0.01, 0.05]
+  with pytest.raises(ValueError, match="config.resume='maybe'"):
+    train_and_evaluate(_trainer_cfg(resume="maybe"), wd, data=data)
+
+
+def test_second_run_on_locked_workdir_fails_naming_pid(tmp_path):
+  import subprocess
+  import sys
+  import time
+  from core.train import train_and_evaluate
+  from core.workdir import WorkdirLockedError
+  wd = str(tmp_path / "w")
+  code = ("import sys, time; from core.workdir import workdir_lock\n"
+          f"with workdir_lock({wd!r}):\n  print('locked', flush=True); time.sleep(60)\n")
+  p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+  try:
+    assert p.stdout.readline().strip() == "locked"
+    t0 = time.time()
+    with pytest.raises(WorkdirLockedError, match=rf"{wd}.*pid {p.pid}.*another --workdir"):
+      train_and_evaluate(_trainer_cfg(), wd, data=_toy_splits())
+    assert time.time() - t0 < 10
+  finally:
+    p.kill()
+    p.wait()
+  train_and_evaluate(_trainer_cfg(num_steps=2), wd, data=_toy_splits())  # the lock went with it
+
+
+def test_checkpoint_corrupt_latest_falls_back_to_intact(tmp_path):
+  import glob
+  import shutil
+  import orbax.checkpoint as ocp
+  from core.checkpoint import _flat
+  from core.train import train_and_evaluate
+  data, wd = _toy_splits(), str(tmp_path / "w")
+  full = train_and_evaluate(_trainer_cfg(max_checkpoints=3), wd, data=data)
+  ck = os.path.join(wd, "checkpoints")
+  assert sorted(os.listdir(ck)) == ["2", "4", "6"]
+  assert all(os.path.exists(os.path.join(ck, s, "sha256.json")) for s in "246")
+  # Step 6 silently holds other values (orbax reads it fine): its digest no longer matches.
+  other = str(tmp_path / "other")
+  m = ocp.CheckpointManager(other, options=ocp.CheckpointManagerOptions(create=True))
+  m.save(6, args=ocp.args.StandardSave(_flat(full.state.replace(params=__import__("jax").tree
+                                                                .map(np.zeros_like,
+                                                                     full.state.params)))))
+  m.wait_until_finished()
+  m.close()
+  shutil.copy(os.path.join(ck, "6", "sha256.json"), os.path.join(other, "6"))
+  shutil.rmtree(os.path.join(ck, "6"))
+  shutil.copytree(os.path.join(other, "6"), os.path.join(ck, "6"))
+  # Step 4 is truncated (unreadable): restore falls back to step 2, saying so.
+  for f in glob.glob(os.path.join(ck, "4", "**", "d", "*"), recursive=True):
+    with open(f, "r+b") as fh:
+      fh.truncate(4)
+  with pytest.warns(RuntimeWarning, match=r"resuming from step 2.*deleted the corrupt newer "
+                    r"steps \[4, 6\]"):
+    res = train_and_evaluate(_trainer_cfg(max_checkpoints=3), wd, data=data)
+  for a, b in zip(_params(res), _params(full)):
+    np.testing.assert_array_equal(a, b)
