@@ -5,24 +5,18 @@
 Multi-host: one process per host with PRUNE_COORDINATOR_ADDRESS / PRUNE_NUM_PROCESSES /
 PRUNE_PROCESS_ID set and a --workdir every host sees; process 0 writes.
 """
-from absl import app, flags
-from ml_collections import config_flags
 
+from core import cli, parallel
 from experiments import compare
-from core import parallel
 
-config_flags.DEFINE_config_file("config", "experiments/configs/compare.py",
-                                "Experiment config (append :quick for a short run).")
-flags.DEFINE_string("workdir", "runs/compare", "Output folder (rerun to resume).")
+cli.define_flags(default_config="experiments/configs/compare.py", default_workdir="runs/compare")
 
 
-def main(argv):
-  del argv
-  parallel.maybe_initialize_distributed()
-  rows = compare.run_comparison(flags.FLAGS.config, flags.FLAGS.workdir)
+def main(config, workdir):
+  rows = compare.run_comparison(config, workdir)
   if parallel.process_index() == 0:
-    print(f"{len(rows)} cells; report: {flags.FLAGS.workdir}/report.html")
+    print(f"{len(rows)} cells; report: {workdir}/report.html")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
