@@ -75,13 +75,14 @@ def predict(model, variables_or_state, dataset: ArrayDataset, batch_size: int, *
   rvars = parallel.replicate(variables, devices)
   rinit = parallel.replicate(init_variables if init_variables is not None else {}, devices)
   sl = parallel.process_slice(bs, devices)
-  y = dense_targets(dataset.y, dataset.num_classes)
   outs: dict = {}
   for start in range(0, n, bs):
     idx = np.arange(start, start + bs)
     mask = idx < n
     idx = np.where(mask, idx, 0)[sl]
-    batch = parallel.shard((dataset.x[idx], y[idx], dataset.ids[idx].astype(np.int32),
+    xb, yb = dataset.gather(idx)  # only this process's slice is read (streamed or in memory)
+    batch = parallel.shard((xb, dense_targets(yb, dataset.num_classes),
+                            dataset.ids[idx].astype(np.int32),
                             mask[sl].astype(np.float32)), devices)
     res = parallel.fetch(fn(rvars, rinit, *batch))
     keep = res.pop("mask") > 0

@@ -314,9 +314,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str
       step_callback is not None)
   state = create_train_state(config, model, train_ds.example_shape, seed, tx=tx)
 
-  x_train = train_ds.x
-  y_train = dense_targets(train_ds.y, train_ds.num_classes)
   ids_train = train_ds.ids
+
+  def gather(lp):
+    """(x, dense y) of this process's positions: in-memory rows or streamed records
+    (core.data.records), so each host reads only its slice of the global batch."""
+    x, y = train_ds.gather(lp)
+    return x, dense_targets(y, train_ds.num_classes)
 
   # ---- Files and checkpoints ----
   history: list = []
@@ -353,8 +357,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str
       raise ValueError(f"eval_losses: {len(positions)} positions, not divisible by the total "
                        f"device count {n_total}")
     lp = positions[parallel.process_slice(len(positions), devices)]
-    batch = parallel.shard({"x": x_train[lp], "y": y_train[lp],
-                            "id": ids_train[lp].astype(np.int32)}, devices)
+    xb, yb = gather(lp)
+    batch = parallel.shard({"x": xb, "y": yb, "id": ids_train[lp].astype(np.int32)}, devices)
     losses, got_ids = parallel.fetch(
         _compiled_eval_loss(model, loss_name, tuple(devices))(rstate, batch))
     where = {int(i): k for k, i in enumerate(np.asarray(got_ids))}  # all_gather: device order
@@ -429,8 +433,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: Optional[str
                        f"expected ({batch_size},)")
     w = np.ones(batch_size, np.float32) if weights is None else np.asarray(weights, np.float32)
     lp = pos[sl_b]
-    batch = parallel.shard({"x": x_train[lp], "y": y_train[lp],
-                            "id": ids_train[lp].astype(np.int32), "weight": w[sl_b]}, devices)
+    xb, yb = gather(lp)
+    batch = parallel.shard({"x": xb, "y": yb, "id": ids_train[lp].astype(np.int32),
+                            "weight": w[sl_b]}, devices)
     rstate, m = p_train(rstate, batch)
     step += 1
     pending.append((step, m))

@@ -33,7 +33,9 @@ def load_dataset(name: str, *, source: str = "auto", data_dir: Optional[str] = N
 
   Args:
     name: 'digits', 'mnist1d' or a TFDS dataset name ('cifar10', 'mnist', ...).
-    source: 'auto' (numpy for bundled names, TFDS otherwise), 'numpy' or 'tfds'.
+    source: 'auto' (numpy for bundled names, TFDS otherwise), 'numpy', 'tfds' or 'records'
+      (record files in data_dir/{train,test} read by index, never all in memory:
+      core.data.records; sizes, seed and shard are fixed when the files are written).
     data_dir: TFDS data directory (local path or bucket); required for TFDS.
     normalization: 'none', 'standardize' or 'per_channel' (train statistics).
     num_train, num_test, seed: size and seed of the MNIST-1D draw.
@@ -43,8 +45,13 @@ def load_dataset(name: str, *, source: str = "auto", data_dir: Optional[str] = N
       contiguous disjoint slice of that split, for datasets that do not).
     image_size: TFDS only: resize images to image_size x image_size.
   """
-  if source not in ("auto", "numpy", "tfds"):
-    raise DataError(f"unknown source {source!r}; choose 'auto', 'numpy' or 'tfds'")
+  if source not in ("auto", "numpy", "tfds", "records"):
+    raise DataError(f"unknown source {source!r}; choose 'auto', 'numpy', 'tfds' or 'records'")
+  if source == "records":  # streamed from record files (core.data.records), all hosts alike
+    if normalization not in NORMALIZATIONS:
+      raise DataError(f"unknown normalization {normalization!r}; choose from {NORMALIZATIONS}")
+    from core.data.records import load_record_splits
+    return load_record_splits(name, data_dir, normalization=normalization)
   if shard not in ("none", "train", "test", "both"):
     raise DataError(f"unknown shard {shard!r}; choose none/train/test/both")
   if normalization not in NORMALIZATIONS:

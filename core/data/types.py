@@ -79,6 +79,12 @@ class ArrayDataset:
       raise DataError(f"ids must be integers, got dtype {ids.dtype}")
     return ids
 
+  def gather(self, positions) -> tuple:
+    """(x, y) of the rows at `positions` (repeats allowed): the one way the trainer and
+    core.predict read examples, shared with the streamed `core.data.records.RecordDataset`."""
+    positions = np.asarray(positions)
+    return self.x[positions], self.y[positions]
+
   def subset(self, ids: Sequence[int]) -> "ArrayDataset":
     """The examples with the given stable ids, in the given order."""
     pos = self.positions(ids)
