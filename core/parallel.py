@@ -30,16 +30,57 @@ ENV_NUM_PROCESSES = "PRUNE_NUM_PROCESSES"
 ENV_PROCESS_ID = "PRUNE_PROCESS_ID"
 
 
+ENV_INIT_TIMEOUT = "PRUNE_INIT_TIMEOUT_S"
+DEFAULT_INIT_TIMEOUT_S = 300
+
+
+class DistributedInitError(RuntimeError):
+  """A multi-process launch that cannot form its group (no coordinator, bad process id)."""
+
+
+def _launch_hint(num_processes: int, coordinator: str) -> str:
+  return (f"check that all {num_processes} processes were started, each with a distinct "
+          f"--process_id in 0..{num_processes - 1} and the same --num_processes={num_processes} "
+          f"and --coordinator_address={coordinator} (process 0 hosts the coordinator), and that "
+          f"the host and port are reachable")
+
+
+def _wait_for_coordinator(address: str, deadline: float) -> bool:
+  """Whether a TCP connection to `address` (host:port) succeeds before `deadline`."""
+  import socket
+  import time
+  host, _, port = address.rpartition(":")
+  while True:
+    try:
+      with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=1.0):
+        return True
+    except (OSError, ValueError):
+      if time.monotonic() >= deadline:
+        return False
+      time.sleep(0.25)
+
+
 def maybe_initialize_distributed(coordinator_address: Optional[str] = None,
                                  num_processes: Optional[int] = None,
-                                 process_id: Optional[int] = None) -> bool:
+                                 process_id: Optional[int] = None,
+                                 timeout_s: Optional[float] = None) -> bool:
   """Calls `jax.distributed.initialize` when launched as several processes.
 
   Arguments default to the env vars PRUNE_COORDINATOR_ADDRESS,
   PRUNE_NUM_PROCESSES, PRUNE_PROCESS_ID. With one process (or none given) this
   does nothing. On the CPU backend the cross-process collectives use gloo.
   Must run before any JAX computation. Returns True if initialised here.
+
+  Nothing hangs: the group must form within `timeout_s` (default $PRUNE_INIT_TIMEOUT_S or
+  300 s, passed to JAX as `initialization_timeout`). A process other than 0 first waits for
+  the coordinator's port and raises DistributedInitError (naming the coordinator, its process
+  id and what to check) if it never opens. Past that point JAX itself aborts the process when
+  the group does not form (e.g. a missing or duplicated process id); a watchdog prints the same
+  explanation to stderr just before, instead of JAX's "another task died".
   """
+  import sys
+  import threading
+  import time
   coordinator_address = coordinator_address or os.environ.get(ENV_COORDINATOR)
   num_processes = int(num_processes or os.environ.get(ENV_NUM_PROCESSES, 1) or 1)
   if process_id is None and os.environ.get(ENV_PROCESS_ID) is not None:
@@ -49,11 +90,42 @@ def maybe_initialize_distributed(coordinator_address: Optional[str] = None,
   if not coordinator_address or process_id is None:
     raise ValueError(f"num_processes={num_processes} needs a coordinator_address and a "
                      f"process_id (got {coordinator_address!r}, {process_id!r})")
+  process_id = int(process_id)
+  if not 0 <= process_id < num_processes:
+    raise ValueError(f"process_id={process_id} is out of range for num_processes="
+                     f"{num_processes}: use 0..{num_processes - 1}, each once")
+  if timeout_s is None:
+    timeout_s = float(os.environ.get(ENV_INIT_TIMEOUT) or DEFAULT_INIT_TIMEOUT_S)
+  if timeout_s <= 0:
+    raise ValueError(f"initialization timeout must be > 0 s, got {timeout_s} "
+                     f"(${ENV_INIT_TIMEOUT})")
+  who = f"process {process_id} of {num_processes}"
+  hint = _launch_hint(num_processes, coordinator_address)
+  deadline = time.monotonic() + timeout_s
+  print(f"[{who}] joining coordinator {coordinator_address} (timeout {timeout_s:g} s)",
+        file=sys.stderr, flush=True)
+  if process_id != 0 and not _wait_for_coordinator(coordinator_address, deadline):
+    raise DistributedInitError(f"{who}: no coordinator at {coordinator_address} within "
+                               f"{timeout_s:g} s; {hint}")
   platforms = os.environ.get("JAX_PLATFORMS", "") or str(jax.config.jax_platforms or "")
   if platforms in ("", "cpu") or platforms.startswith("cpu"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=int(process_id))
+  left = max(1.0, deadline - time.monotonic())
+  watchdog = threading.Timer(max(0.5, left - 0.5), lambda: print(
+      f"[{who}] the process group did not form within {timeout_s:g} s at coordinator "
+      f"{coordinator_address}; JAX aborts this process now. {hint}", file=sys.stderr,
+      flush=True))
+  watchdog.daemon = True
+  watchdog.start()
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id,
+                               initialization_timeout=max(1, int(round(left))))
+  except Exception as e:
+    raise DistributedInitError(f"{who}: jax.distributed.initialize failed at coordinator "
+                               f"{coordinator_address} ({type(e).__name__}: {e}); {hint}") from e
+  finally:
+    watchdog.cancel()
   return True
 
 

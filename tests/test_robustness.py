@@ -302,3 +302,83 @@ def test_checkpoint_corrupt_latest_falls_back_to_intact(tmp_path):
     res = train_and_evaluate(_trainer_cfg(max_checkpoints=3), wd, data=data)
   for a, b in zip(_params(res), _params(full)):
     np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Multi-process launch mistakes fail within the stated timeout, with a clear message.
+
+
+def _free_port():
+  import socket
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _launch(pid, port, timeout_s=8):
+  import subprocess
+  import sys
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PRUNE_INIT_TIMEOUT_S": str(timeout_s)}
+  env.pop("XLA_FLAGS", None)
+  code = (f"from core import parallel\nparallel.maybe_initialize_distributed('localhost:{port}', "
+          f"2, {pid})\nprint('INITIALISED', flush=True)\n")
+  return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def test_multiprocess_missing_peer_fails_within_timeout():
+  import time
+  t0 = time.time()
+  lone_worker = _launch(1, _free_port())  # process 1 of 2, no coordinator anywhere
+  lone_coord = _launch(0, _free_port())  # process 0 of 2, process 1 never comes
+  try:
+    out1, _ = lone_worker.communicate(timeout=60)
+    out0, _ = lone_coord.communicate(timeout=60)
+  finally:
+    for p in (lone_worker, lone_coord):
+      p.kill()
+      p.wait()
+  assert time.time() - t0 < 40  # 8 s timeout + interpreter/JAX start-up on a loaded machine
+  assert lone_worker.returncode != 0 and lone_coord.returncode != 0
+  assert "INITIALISED" not in out1 + out0
+  assert "process 1 of 2: no coordinator at localhost:" in out1 and "within 8 s" in out1
+  assert "--process_id in 0..1" in out1
+  assert "[process 0 of 2] the process group did not form within 8 s" in out0
+  with pytest.raises(ValueError, match="process_id=2 is out of range"):
+    from core import parallel
+    parallel.maybe_initialize_distributed("localhost:1", 2, 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# 9. Unconverged saddle points are reported, and the frontier never picks one.
+
+
+def test_solve_replica_warns_on_unconverged_points():
+  from theory import replica
+  with pytest.warns(RuntimeWarning, match=r"1 of 2 saddle points did not converge.*alpha=30, "
+                    r"f=0.1, theta=0.175, keep='easy', residual=0\.2"):
+    r = replica.solve_replica(np.array([10, 30.]), f=0.1, theta=0.175, keep="easy")
+  assert r["residual"][0] < 1e-10 < replica.RESIDUAL_TOL < r["residual"][1]
+  with pytest.raises(ValueError, match="did not converge"):
+    replica.solve_replica(30.0, f=0.1, theta=0.175, keep="easy", on_unconverged="raise")
+
+
+def test_pareto_frontier_skips_unconverged_points(monkeypatch):
+  import warnings
+  from theory import frontier, replica
+
+  def fake(a, f, theta, keep):  # the real solution, with the best point marked unconverged
+    r = replica.solve_replica(a, f, theta, keep)
+    r["eps"][0, :] = 1e-6  # f = 0.2 would win everywhere if it were trusted
+    r["residual"][0, :] = 0.5
+    return r
+  monkeypatch.setattr(frontier, "solve_replica", fake)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", RuntimeWarning)
+    front = frontier.pareto_frontier(np.array([1.0, 2.0, 3.0]), [0.2, 1.0], keeps=("hard",))
+  np.testing.assert_allclose(front["eps"], replica.solve_replica([1.0, 2.0, 3.0])["eps"])
+  assert list(front["f_opt"]) == [1.0, 1.0, 1.0]
+  monkeypatch.setattr(frontier, "solve_replica", lambda a, f, t, k: dict(
+      eps=np.zeros((1, 2)), residual=np.array([[0.5, 0.0]])))
+  with pytest.raises(ValueError, match=r"no converged saddle point at alpha_prune=\[1.0\]"):
+    frontier.pareto_frontier(np.array([1.0, 2.0]), [0.2], keeps=("hard",))

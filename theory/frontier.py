@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.replica import solve_replica
+from theory.replica import RESIDUAL_TOL, solve_replica
 
 
 def asymptotic_constant(alpha=1e4):
@@ -19,11 +19,17 @@ def asymptotic_constant(alpha=1e4):
     return float(alpha * solve_replica(alpha, 1.0, 0.0, "hard")["eps"])
 
 
-def eps_grid(alpha_prune, fractions, theta=0.0, keeps=("hard", "easy")):
-    """eps on the grid: dict keep -> array (len(fractions), len(alpha_prune))."""
+def eps_grid(alpha_prune, fractions, theta=0.0, keeps=("hard", "easy"), return_residual=False):
+    """eps on the grid: dict keep -> array (len(fractions), len(alpha_prune)).
+
+    Unconverged points (residual > RESIDUAL_TOL) are reported by one RuntimeWarning per keep
+    rule (from solve_replica); with ``return_residual`` also returns dict keep -> residuals.
+    """
     a = np.asarray(alpha_prune, float)[None, :]
     f = np.asarray(fractions, float)[:, None]
-    return {k: solve_replica(a, f, theta, k)["eps"] for k in keeps}
+    sols = {k: solve_replica(a, f, theta, k) for k in keeps}
+    eps = {k: r["eps"] for k, r in sols.items()}
+    return (eps, {k: r["residual"] for k, r in sols.items()}) if return_residual else eps
 
 
 def pareto_frontier(alpha_prune, fractions, theta=0.0, keeps=("hard", "easy")):
@@ -33,10 +39,17 @@ def pareto_frontier(alpha_prune, fractions, theta=0.0, keeps=("hard", "easy")):
     needed (alpha_tot = alpha_prune / f).  Returns dict(eps, f_opt, keep_opt) of shape
     (len(alpha_prune),), plus ``decay_rate``: slope of -log(eps) vs alpha_prune over the
     upper half of the grid (exponential scaling eps ~ exp(-rate * alpha) for theta = 0).
+    Unconverged grid points (residual > RESIDUAL_TOL; warned about) are never chosen; an
+    alpha with no converged point raises ValueError naming it.
     """
-    grid = eps_grid(alpha_prune, fractions, theta, keeps)
+    grid, resid = eps_grid(alpha_prune, fractions, theta, keeps, return_residual=True)
     stack = np.stack([grid[k] for k in keeps])  # (K, F, A)
-    flat = stack.reshape(-1, stack.shape[-1])
+    ok = np.stack([resid[k] for k in keeps]) <= RESIDUAL_TOL
+    if not ok.any(axis=(0, 1)).all():
+        bad = np.asarray(alpha_prune, float)[~ok.any(axis=(0, 1))]
+        raise ValueError(f"pareto_frontier: no converged saddle point at alpha_prune={bad.tolist()} "
+                         f"(theta={theta}, keeps={keeps}); refine or drop these alphas")
+    flat = np.where(ok, stack, np.inf).reshape(-1, stack.shape[-1])
     best = np.argmin(flat, axis=0)
     k_idx, f_idx = np.unravel_index(best, stack.shape[:2])
     eps = flat[best, np.arange(flat.shape[1])]

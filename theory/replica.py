@@ -46,6 +46,7 @@ vectorised over a flat batch of (alpha_prune, f, theta) problems.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import special
@@ -253,7 +254,29 @@ def _solve_batch(alpha, f, theta, keep, n_p, n_o, max_newton=40):
                 residual=np.max(np.abs(np.stack([G, G_R, G_S])), axis=0))
 
 
-def solve_replica(alpha_prune, f=1.0, theta=0.0, keep="hard", n_p=8, n_o=6, batch_size=32):
+RESIDUAL_TOL = 1e-6  # max |G|, |dG/dR|, |dG/dS| of a converged saddle point
+ON_UNCONVERGED = ("warn", "raise", "ignore")
+
+
+class UnconvergedSaddlePointWarning(RuntimeWarning):
+    """solve_replica returned points whose saddle-point residual exceeds the tolerance."""
+
+
+def unconverged_message(alpha, f, theta, keep, residual, tol=RESIDUAL_TOL, limit=5):
+    """A message naming the problems (alpha, f, theta, keep, residual) with residual > tol."""
+    alpha, f, theta, residual = (np.ravel(v) for v in np.broadcast_arrays(alpha, f, theta,
+                                                                        residual))
+    bad = np.flatnonzero(~(residual <= tol))
+    pts = ", ".join(f"(alpha={alpha[i]:.4g}, f={f[i]:.4g}, theta={theta[i]:.4g}, keep={keep!r}, "
+                    f"residual={residual[i]:.3g})" for i in bad[:limit])
+    more = f" and {bad.size - limit} more" if bad.size > limit else ""
+    return (f"solve_replica: {bad.size} of {residual.size} saddle points did not converge "
+            f"(residual > {tol:g}): {pts}{more}; their eps is not the theory's (the Newton ascent "
+            f"stalled): drop these points (solve_replica returns the residual of each)")
+
+
+def solve_replica(alpha_prune, f=1.0, theta=0.0, keep="hard", n_p=8, n_o=6, batch_size=32,
+                  tol=RESIDUAL_TOL, on_unconverged="warn"):
     """Solve the saddle-point equations for the max-margin student on pruned data.
 
     Args:
@@ -265,8 +288,13 @@ def solve_replica(alpha_prune, f=1.0, theta=0.0, keep="hard", n_p=8, n_o=6, batc
       dict of arrays of the broadcast shape: ``R`` (teacher overlap), ``S`` (overlap with
       the orthogonal probe direction u), ``kappa`` (margin), ``eps = arccos(R)/pi``,
       ``residual`` (max |G|, |dG/dR|, |dG/dS| at the solution).
+    Points with ``residual > tol`` are not saddle points: ``on_unconverged='warn'`` (default)
+    emits an UnconvergedSaddlePointWarning (a RuntimeWarning naming alpha, f, theta, keep and
+    the residual), ``'raise'`` raises ValueError, ``'ignore'`` leaves it to the caller.
     """
     validate_keep(keep)
+    if on_unconverged not in ON_UNCONVERGED:
+        raise ValueError(f"on_unconverged={on_unconverged!r}; choose from {ON_UNCONVERGED}")
     alpha_prune, f, theta = np.broadcast_arrays(validate_alpha(alpha_prune, "alpha_prune"),
                                                 validate_fraction(f), validate_theta(theta))
     shape = alpha_prune.shape
@@ -286,9 +314,15 @@ def solve_replica(alpha_prune, f=1.0, theta=0.0, keep="hard", n_p=8, n_o=6, batc
                 if single["residual"][0] < out["residual"][i]:
                     for k in out:
                         out[k][i] = single[k][0]
+    if on_unconverged != "ignore" and not np.all(out["residual"] <= tol):
+        msg = unconverged_message(a, ff, th, keep, out["residual"], tol)
+        if on_unconverged == "raise":
+            raise ValueError(msg)
+        warnings.warn(msg, UnconvergedSaddlePointWarning, stacklevel=2)
     return {k: v.reshape(shape) for k, v in out.items()}
 
 
 def generalization_error(alpha_prune, f=1.0, theta=0.0, keep="hard", **kw):
-    """eps(alpha_prune; f, theta, keep) = arccos(R)/pi from :func:`solve_replica`."""
+    """eps(alpha_prune; f, theta, keep) = arccos(R)/pi from :func:`solve_replica` (which warns
+    about unconverged points; pass on_unconverged='raise' to refuse them)."""
     return solve_replica(alpha_prune, f, theta, keep, **kw)["eps"]
