@@ -41,7 +41,7 @@ import ml_collections
 import numpy as np
 
 from core import data as data_lib
-from core.io import atomic_savefig, atomic_write_text
+from core.io import atomic_savefig, atomic_write_text, load_json
 from core import parallel
 from pruning import score_io, scores as scores_lib, select
 
@@ -120,6 +120,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool 
   parsed = {m: parse_method(m) for m in methods}
   fractions = [select.check_fraction(f) for f in config.fractions]
   seeds = [int(s) for s in config.seeds]
+  if not methods or not fractions or not seeds:
+    raise ValueError(f"nothing to sweep: methods={methods}, fractions={fractions}, "
+                     f"seeds={seeds}; give at least one of each (e.g. --config.methods=el2n)")
   data = data_lib.load_dataset(**config.train.dataset.to_dict())
   train_ds = data.train
   n = len(train_ds)
@@ -168,9 +171,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool 
   from core import train as train_lib
   for label, m, f, seed in bar:
     path = os.path.join(cell_dir, _cell_name(label, f, seed) + ".json")
-    if os.path.exists(path):
-      with open(path) as fh:
-        row = json.load(fh)
+    if os.path.exists(path):  # a corrupt cell raises CorruptFileError naming it
+      row = load_json(path, what="sweep cell")
       if row.get("config_hash") == chash:
         rows.append(row)
         continue

@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from core.io import atomic_savefig, atomic_write_text
+from core.io import atomic_savefig, atomic_write_text, load_json
 from pruning.label_noise import flip_labels, split_holdout
 from pruning.rholoss import ILLosses, BatchSelector, RhoLossSource, il_losses_from_model
 
@@ -283,6 +283,10 @@ def run_experiment(config, workdir: Optional[str] = None,
   from pruning import score_io
   t0 = time.time()
   r = config.rholoss
+  if not len(r.methods) or not len(r.seeds):
+    raise ValueError(f"nothing to run: rholoss.methods={list(r.methods)}, rholoss.seeds="
+                     f"{list(r.seeds)}; give at least one of each (e.g. "
+                     f"--config.rholoss.methods=uniform,rholoss)")
   data, noisy, pool, holdout = noisy_splits(config)
   noisy_pool = np.intersect1d(noisy, pool)
   log(f"{data.name}: {len(data.train)} train ({len(pool)} pool, {len(holdout)} IL holdout), "
@@ -298,8 +302,7 @@ def run_experiment(config, workdir: Optional[str] = None,
                  noisy_ids=noisy_pool.tolist(), il_model=il_info, methods={})
   old = None
   if workdir and os.path.exists(os.path.join(workdir, "results.json")):
-    with open(os.path.join(workdir, "results.json")) as fh:
-      old = json.load(fh)
+    old = load_json(os.path.join(workdir, "results.json"), what="RHO-LOSS results")
     if old.get("config") != cfg_json:
       old = None
   for m in r.methods:

@@ -78,6 +78,9 @@ def _count(n: int, fraction, count) -> int:
     raise ValueError("give exactly one of fraction or count")
   if fraction is not None:
     k = num_keep(fraction, n)
+    if k < 1:
+      raise ValueError(f"keep fraction {fraction} of {n} examples keeps none (num_keep rounds "
+                       f"f * n to {k}); use a fraction >= {0.5 / max(n, 1):.3g} or count >= 1")
   else:
     k = int(count)
     if not 0 < k <= n:
@@ -215,11 +218,16 @@ def select_ids(scores, ids, labels=None, fraction: Optional[float] = None,
       raise ValueError("class_balanced selection needs labels")
     f = fraction if fraction is not None else k / n
     if mode in ("hard", "random"):
-      return keep_hardest_balanced(scores, ids, labels, f)
-    if mode == "easy":
-      return keep_easiest_balanced(scores, ids, labels, f)
-    return _per_class(lambda s, i, kk: _ccs(s, i, kk, ccs_beta, ccs_strata, rng),
-                      scores, ids, labels, f)
+      out = keep_hardest_balanced(scores, ids, labels, f)
+    elif mode == "easy":
+      out = keep_easiest_balanced(scores, ids, labels, f)
+    else:
+      out = _per_class(lambda s, i, kk: _ccs(s, i, kk, ccs_beta, ccs_strata, rng),
+                       scores, ids, labels, f)
+    if len(out) == 0:
+      raise ValueError(f"class-balanced selection of fraction {f:.4g} keeps no example of "
+                       f"any class (per-class counts round to 0); raise the fraction or count")
+    return out
   if mode == "hard":
     return _top(scores, ids, k, hardest=True)
   if mode == "easy":

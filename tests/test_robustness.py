@@ -382,3 +382,36 @@ def test_pareto_frontier_skips_unconverged_points(monkeypatch):
       eps=np.zeros((1, 2)), residual=np.array([[0.5, 0.0]])))
   with pytest.raises(ValueError, match=r"no converged saddle point at alpha_prune=\[1.0\]"):
     frontier.pareto_frontier(np.array([1.0, 2.0]), [0.2], keeps=("hard",))
+
+
+# ----------------------------------------------------------------------------------------------
+# 10. Degenerate values are refused before any work.
+
+
+def test_select_ids_that_keep_nothing_are_refused():
+  from pruning.select import select_ids
+  rng = np.random.default_rng(0)
+  scores, ids, labels = rng.random(100), np.arange(100), np.repeat(np.arange(10), 10)
+  with pytest.raises(ValueError, match=r"keep fraction 0.004 of 100 examples keeps none.*"
+                     r"fraction >= 0.005"):
+    select_ids(scores, ids, labels, fraction=0.004)
+  with pytest.raises(ValueError, match="keeps no example of any class"):
+    select_ids(scores, ids, labels, fraction=0.02, class_balanced=True)
+  assert len(select_ids(scores, ids, labels, fraction=0.005)) == 1
+
+
+def test_empty_method_lists_refused_before_work(tmp_path, monkeypatch):
+  import ml_collections
+  from core import data as data_lib
+  from experiments import prune_sweep, rholoss
+
+  def no_data(*a, **k):
+    raise AssertionError("work started")
+  monkeypatch.setattr(data_lib, "load_dataset", no_data)
+  monkeypatch.setattr(rholoss, "noisy_splits", no_data)
+  c = ml_collections.ConfigDict(dict(methods=(), fractions=(0.5,), seeds=(0,)))
+  with pytest.raises(ValueError, match=r"nothing to sweep: methods=\[\]"):
+    prune_sweep.run_sweep(c, str(tmp_path / "s"), verbose=False)
+  c = ml_collections.ConfigDict(dict(rholoss=dict(methods=(), seeds=(0,))))
+  with pytest.raises(ValueError, match=r"nothing to run: rholoss.methods=\[\]"):
+    rholoss.run_experiment(c, str(tmp_path / "r"), log=lambda s: None)
