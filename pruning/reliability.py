@@ -91,6 +91,12 @@ def run_reliability(config: ml_collections.ConfigDict, workdir: str,
   sc = prune_sweep._scoring_config(base)
   cache = rc.get("score_cache") or os.path.join(workdir, "scores")
   out = {"dataset": data.name, "num_train": len(ds), "fractions": list(fr), "metrics": {}}
+  prev = os.path.join(workdir, "reliability.json")
+  if os.path.exists(prev):  # metrics measured by an earlier call stay (this call adds its own)
+    with open(prev) as fh:
+      old = json.load(fh)
+    if old.get("num_train") == len(ds) and old.get("fractions") == list(fr):
+      out["metrics"] = old.get("metrics", {})
 
   def record(name, entry):
     out["metrics"][name] = entry

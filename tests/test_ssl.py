@@ -330,3 +330,46 @@ def test_ssl_prototype_score_method_end_to_end(tmp_path):
   cfg["ssl_prototype"]["k"] = 301
   with pytest.raises(ValueError, match="k=301 centroids for 300 examples"):
     scores.compute_scores("ssl_prototype", data, cfg)
+
+
+def test_reliability_measures():
+  from pruning import reliability
+  rng = np.random.default_rng(7)
+  n = 200
+  ids, labels = np.arange(1000, 1000 + n), np.repeat(np.arange(4), n // 4)
+  a = rng.random(n)
+  same = reliability.pairwise([a, a.copy()], ids, labels)
+  assert same["spearman"] == pytest.approx(1.0) and same["overlap@0.5"] == 1.0
+  rev = reliability.pairwise([a, -a], ids, labels)
+  assert rev["spearman"] == pytest.approx(-1.0)
+  assert rev["overlap@0.5"] == 0.0 and rev["overlap@0.2"] == 0.0
+  noisy = [a + 0.3 * rng.random(n) for _ in range(3)]
+  p = reliability.pairwise(noisy, ids, labels)
+  assert p["num_pairs"] == 3 and p["spearman_min"] <= p["spearman"] <= p["spearman_max"] < 1
+  from scipy.stats import spearmanr
+  ref = np.mean([spearmanr(noisy[i], noisy[j]).statistic for i, j in ((0, 1), (0, 2), (1, 2))])
+  assert p["spearman"] == pytest.approx(ref)
+  per_run = np.stack([a, 2 * a, 3 * a, 4 * a, 5 * a])
+  avg = reliability.averaged_runs(per_run, 2)
+  assert len(avg) == 2
+  np.testing.assert_allclose(avg[1], 3.5 * a)
+  with pytest.raises(ValueError, match="at least 2 runs"):
+    reliability.pairwise([a], ids, labels)
+
+
+@pytest.mark.slow
+def test_ssl_sweep_quick(tmp_path):
+  """The SSL sweep end to end on its :quick config: tables, results, plot."""
+  import json
+  from experiments import ssl_sweep
+  from experiments.configs import ssl_sweep_mnist1d
+  out = ssl_sweep.run_ssl_sweep(ssl_sweep_mnist1d.get_config("quick"), str(tmp_path),
+                                verbose=False)
+  methods = {r["method"] for r in out["summary"]}
+  assert {"full", "random", "prototype", "ssl k=10", "ssl/class k=20"} <= methods
+  assert out["encoder"]["probe"]["linear_probe"] > 0.1
+  assert (tmp_path / "ssl_sweep.png").exists()
+  assert "ssl/class k=10" in (tmp_path / "results.md").read_text()
+  assert json.loads((tmp_path / "results.json").read_text())["ks"] == [10, 20]
+  with pytest.raises(ValueError, match="unknown config arg 'fast'"):
+    ssl_sweep_mnist1d.get_config("fast")
