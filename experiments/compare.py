@@ -35,8 +35,15 @@ from core import data as data_lib
 from pruning import scores as scores_lib
 from pruning import select as select_lib
 
-PRUNING_METHODS = ("random", "el2n", "grand", "forgetting", "prototype", "input_norm")
-DISTILL_METHODS = ("kip", "label_solve")
+PRUNING_METHODS = tuple(scores_lib.SCORERS)  # every registered score, by name
+
+
+def _distill_methods() -> tuple:
+  from distill.evaluate import DISTILLERS  # imports neural-tangents: only when distilling
+  return tuple(m for m in DISTILLERS if m != "random")
+
+
+DISTILL_METHODS = ("kip", "label_solve")  # the kernel methods; others by registry name
 MODES = ("hard", "easy", "ccs")
 
 
@@ -51,7 +58,7 @@ class Cell:
 
   @property
   def family(self) -> str:
-    return "distillation" if self.method in DISTILL_METHODS else "pruning"
+    return "pruning" if self.method in PRUNING_METHODS else "distillation"
 
 
 def validate(config, train: data_lib.ArrayDataset) -> None:
@@ -62,9 +69,11 @@ def validate(config, train: data_lib.ArrayDataset) -> None:
   for m in config.pruning_methods:
     if m not in PRUNING_METHODS:
       raise ValueError(f"unknown pruning method {m!r}; choose from {PRUNING_METHODS}")
-  for m in config.distill_methods:
-    if m not in DISTILL_METHODS:
-      raise ValueError(f"unknown distillation method {m!r}; choose from {DISTILL_METHODS}")
+  if config.distill_methods:
+    known = _distill_methods()
+    for m in config.distill_methods:
+      if m not in known:
+        raise ValueError(f"unknown distillation method {m!r}; choose from {known}")
   for mode in config.modes:
     if mode not in MODES:
       raise ValueError(f"unknown selection mode {mode!r}; choose from {MODES}")
@@ -287,5 +296,22 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
   }
   report.write_report(rows, workdir, dataset=data.name,
                       config_json=config.to_json_best_effort(indent=1), plots=plots,
-                      notes=protocol_notes(config, data))
+                      notes=protocol_notes(config, data), sections=scaling_sections(config, workdir))
   return rows
+
+
+def scaling_sections(config, workdir: str) -> tuple:
+  """The scaling experiment (experiments.scaling) on a small grid, cached under
+  workdir/scaling, as report sections: the headline result beside the comparison."""
+  sc = config.get("scaling")
+  if sc is None or not sc.get("enabled", False):
+    return ()
+  from experiments import scaling
+  out = os.path.join(workdir, "scaling")
+  results = scaling.run_scaling(sc.config, out, verbose=bool(config.progress_bar))
+  text = scaling.scaling_section(results)
+  figs = ("### Test error vs examples kept, per keep fraction (MNIST-1D pools)\n\n"
+          "![Scaling curves](scaling/scaling_curves.png)\n\n"
+          "### Pareto frontier over keep fractions vs the power law, and the theory beside it"
+          "\n\n![Scaling frontier](scaling/scaling_frontier.png)")
+  return (text, figs)

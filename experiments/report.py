@@ -183,8 +183,11 @@ def markdown_table(rows, key: str) -> str:
 
 
 def write_report(rows, workdir: str, *, dataset: str, config_json: str, plots: dict,
-                 notes: str = "") -> dict:
-  """Writes report.md and a self-contained report.html (PNG embedded as base64)."""
+                 notes: str = "", sections: tuple = ()) -> dict:
+  """Writes report.md and a self-contained report.html (PNG embedded as base64).
+
+  `sections`: further markdown sections (e.g. the scaling experiment's), whose image links
+  are relative to `workdir`."""
   md = [f"# Pruning vs distillation on `{dataset}`", "",
         "Test accuracy (%) by number of training examples kept (pruning) or distilled "
         "(KIP / Label Solve), mean ± std over seeds.", ""]
@@ -194,7 +197,9 @@ def write_report(rows, workdir: str, *, dataset: str, config_json: str, plots: d
     md += [f"## Evaluated by {title}", "", markdown_table(rows, key), ""]
   md += ["## Plots", ""]
   for name, p in plots.items():
-    md += [f"### {name}", "", f"![{name}]({os.path.basename(p)})", ""]
+    md += [f"### {name}", "", f"![{name}]({os.path.relpath(p, workdir)})", ""]
+  for section in sections:
+    md += [section.strip(), ""]
   md += ["## Resolved config", "", "```json", config_json, "```", ""]
   md_text = "\n".join(md)
   atomic_write_text(os.path.join(workdir, "report.md"), md_text)
@@ -207,7 +212,8 @@ def write_report(rows, workdir: str, *, dataset: str, config_json: str, plots: d
   for line in md_text.splitlines():
     if line.startswith("!["):
       name = line[2:line.index("]")]
-      with open(plots[name], "rb") as fh:
+      target = line[line.index("](") + 2:line.rindex(")")]
+      with open(os.path.join(workdir, target), "rb") as fh:
         b64 = base64.b64encode(fh.read()).decode()
       html.append(f"<img alt='{name}' src='data:image/png;base64,{b64}'>")
     elif line.startswith("#"):

@@ -63,6 +63,9 @@ def comparison_config(*, dataset: dict, train, score_train,
       finite=dict(center_at_init=True))
   # Theory panel: replica curves at theta = 0.
   c.theory = dict(alpha_range=(0.3, 10.0), num_alpha=30, fractions=(1.0, 0.5, 0.2))
+  # The scaling experiment (experiments/scaling.py) on a small MNIST-1D grid, as a report
+  # section: test error vs examples kept across pool sizes, beside the theory.
+  c.scaling = ml_collections.ConfigDict(dict(enabled=False, config=ml_collections.ConfigDict()))
   return c
 
 
@@ -76,6 +79,7 @@ def shrink_for_quick(c) -> None:
   c.scores.grand = dict(epoch=0, num_runs=2, chunk_size=64)
   c.distill.kip.steps = 40
   c.theory.num_alpha = 12
+  c.scaling.enabled = False
 
 
 def get_config(arg=None):
@@ -89,6 +93,9 @@ def get_config(arg=None):
       train=fixed_steps(digits_mlp.get_config(), 400),
       score_train=score_train,
       kernel=dict(architecture="fc", depth=1, kernel_type="ntk"))
+  from experiments.configs import scaling_mnist1d
+  c.scaling = ml_collections.ConfigDict(dict(enabled=True,
+                                             config=scaling_mnist1d.get_config("quick")))
   if arg == "quick":
     shrink_for_quick(c)
   return c
