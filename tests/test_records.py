@@ -203,3 +203,32 @@ def test_truncated_or_corrupt_files_name_the_file(rec_dir, tmp_path):
     load_dataset("digits", source="records", data_dir=str(tmp_path / "nowhere"))
   with pytest.raises(DataError, match="holds 'digits/train', not 'mnist1d'"):
     load_dataset("mnist1d", source="records", data_dir=rec_dir)
+
+
+@pytest.mark.slow
+def test_two_processes_streamed_match_one_process(rec_dir, tmp_path):
+  """2 processes x 2 devices reading record files == 1 process x 4 devices; each process
+  reads only its half of every global batch (checked inside the worker)."""
+  import subprocess
+  import sys
+  from test_multihost import free_port, wait
+  worker = os.path.join(os.path.dirname(__file__), "multihost_records_worker.py")
+
+  def launch(pid, nproc, port, ndev, out):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return subprocess.Popen([sys.executable, worker, str(pid), str(nproc), str(port),
+                             str(ndev), rec_dir, str(out)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+  port = free_port()
+  procs = [launch(i, 2, port, 2, tmp_path / "multi.npz") for i in range(2)]
+  procs.append(launch(0, 1, 0, 4, tmp_path / "single.npz"))
+  outs = wait(procs)
+  assert "process 1: done" in outs[1]
+  m, s = np.load(tmp_path / "multi.npz"), np.load(tmp_path / "single.npz")
+  assert int(m["process_count"]) == 2 and int(s["process_count"]) == 1
+  assert int(m["device_count"]) == int(s["device_count"]) == 4
+  for i in range(int(m["n_leaves"])):
+    np.testing.assert_allclose(m[f"p{i}"], s[f"p{i}"], rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(m["ids"], s["ids"])
+  np.testing.assert_allclose(m["el2n"], s["el2n"], rtol=1e-4, atol=1e-5)

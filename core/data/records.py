@@ -389,6 +389,7 @@ class RecordDataset:
     self.num_classes = int(meta["num_classes"])
     self.name = meta["name"]
     self._readers = {}
+    self.io = {"records_read": 0}          # shared by subsets: what this process has read
 
   # -- the ArrayDataset interface --
   def __len__(self) -> int:
@@ -409,7 +410,7 @@ class RecordDataset:
 
   def _replace(self, **kw) -> "RecordDataset":
     state = dict(self.__dict__)
-    state["_readers"] = self._readers      # share open files
+    state["_readers"] = self._readers      # share open files and the read counter
     state.update(kw)
     return RecordDataset("", _state=state)
 
@@ -509,6 +510,7 @@ class RecordDataset:
                                   f" bytes, expected {self._rec_bytes}; "
                                   f"{_rewrite_hint(self.path)}")
       buf[sel] = np.frombuffer(data, np.uint8).reshape(len(sel), self._rec_bytes)
+      self.io["records_read"] += len(sel)
     got = np.ascontiguousarray(buf[:, :ID_BYTES]).view("<i8").ravel()
     want = self._all_ids[rows]
     if (got != want).any():
