@@ -20,6 +20,7 @@ from core import parallel
 from core.config import config_value as _get
 from core.data import ArrayDataset, DatasetSplits
 from distill import kernels, kip, krr, label_solve
+from distill import distribution_matching, gradient_matching, unrolled
 from distill.support import SupportSet, init_support
 
 
@@ -65,7 +66,10 @@ def _kip(train, ipc, config, *, seed, workdir=None, test=None, progress=False):
 
 
 # name -> fn(train, images_per_class, config, *, seed, workdir, test, progress) -> SupportSet
-DISTILLERS = {"random": _random, "label_solve": _label_solve, "kip": _kip}
+DISTILLERS = {"random": _random, "label_solve": _label_solve, "kip": _kip,
+              # network-based (config sections dd / dc / dsa / dm; distill/configs/*_matching.py)
+              "dd": unrolled.dd_support, "dc": gradient_matching.dc_support,
+              "dsa": gradient_matching.dsa_support, "dm": distribution_matching.dm_support}
 METHODS = tuple(DISTILLERS)
 
 

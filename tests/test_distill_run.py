@@ -91,6 +91,6 @@ def test_configs_load():
     for arg in (None, "quick"):
       c = mod.get_config(arg)
       assert isinstance(c, ml_collections.ConfigDict)
-      assert set(c.methods) == set(evaluate.METHODS)
+      assert set(c.methods) <= set(evaluate.METHODS)  # the kernel methods + random
     with pytest.raises(ValueError, match="unknown config arg"):
       mod.get_config("huge")
