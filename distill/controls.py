@@ -370,12 +370,22 @@ def run_matching(config, workdir: str, *, data=None, progress: bool = True) -> l
                                             round(r["finite_test_accuracy"], 4) for r in last},
                             "cost_s": cost["cost_seconds"]}), flush=True)
   write_rows(workdir, rows)
+  write_report(workdir, config, rows, data.name)
+  return rows
+
+
+def write_report(workdir: str, config, rows: Optional[list] = None, dataset: str = "") -> list:
+  """summary.json, table.md, controls.png and distilled_images.png from the rows so far."""
+  if rows is None:
+    with open(os.path.join(workdir, "results.json")) as f:
+      rows = json.load(f)
+  dataset = dataset or dict(config.dataset)["name"]
   summary = summarize(rows)
   atomic_write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=1) + "\n")
   atomic_write_text(os.path.join(workdir, "table.md"), markdown_table(summary, config))
-  plot_results(summary, config, os.path.join(workdir, "controls.png"), data.name)
-  plot_images(workdir, config, os.path.join(workdir, "distilled_images.png"), data.name)
-  return rows
+  plot_results(summary, config, os.path.join(workdir, "controls.png"), dataset)
+  plot_images(workdir, config, os.path.join(workdir, "distilled_images.png"), dataset)
+  return summary
 
 
 # ----------------------------------------------------------------------------
@@ -431,7 +441,8 @@ def markdown_table(summary: list, config) -> str:
         continue
       vals = [f"{100 * c['acc_mean']:.1f} ± {100 * c['acc_std']:.1f}" if c else "" for c in cells]
       any_c = next(c for c in cells if c)
-      lines.append(f"| {ipc} | {NAMES.get(m, m)} | " + " | ".join(vals) + f" | {_fmt_cost(any_c)} |")
+      lines.append(f"| {ipc} | {NAMES.get(m, m)} | " + " | ".join(vals)
+                   + f" | {_fmt_cost(any_c)} |")
   return "\n".join(lines) + "\n"
 
 
@@ -529,12 +540,17 @@ def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--config", required=True)
   ap.add_argument("--workdir", required=True)
+  ap.add_argument("--report_only", action="store_true",
+                  help="only rewrite table.md / PNGs from the workdir's results.json")
   a = ap.parse_args(argv)
   path, _, arg = a.config.partition(":")
   spec = importlib.util.spec_from_file_location("_matching_cfg", path)
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   config = mod.get_config(arg or None)
+  if a.report_only:
+    write_report(a.workdir, config)
+    return
   # Reruns and later seeds reuse compiled programs (each run builds fresh closures).
   cache = os.path.join(os.path.expanduser("~"), ".cache", "prune_distill", "jax_cache")
   jax.config.update("jax_compilation_cache_dir", cache)

@@ -3,7 +3,8 @@ DSA, DM with the 1-D ConvNet beside KIP (FC NTK), Label Solve and random real si
 and 10 per class, under the controls of distill.controls.
 
     python -m distill.controls --config=distill/configs/mnist1d_matching.py --workdir=/tmp/dm_m1d
-    python -m distill.controls --config=distill/configs/mnist1d_matching.py:quick --workdir=/tmp/dm_m1dq
+    python -m distill.controls --config=distill/configs/mnist1d_matching.py:quick \
+        --workdir=/tmp/dm_m1dq
 
 Networks of DD / DC / DSA / DM: the DC ConvNet in 1-D (conv 3 -> instance norm -> ReLU ->
 avg-pool 2, x3: 40 -> 20 -> 10 -> 5; width 32). DSA strategy 'shift_scale_noise' (the
