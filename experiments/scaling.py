@@ -190,6 +190,24 @@ def score_config_for(config, n_pool: int) -> ml_collections.ConfigDict:
   return sc
 
 
+# Trainer fields that do not change a cell's numbers (logging, checkpointing, resuming): left
+# out of cache keys, so a new operational option does not invalidate finished cells.
+OPERATIONAL = ("checkpoint", "checkpoint_every_steps", "max_checkpoints", "progress_bar",
+               "log_every_steps", "resume", "eval_every_steps", "stop_after_steps",
+               "eval_batch_size", "dataset")
+
+
+def result_fields(tc) -> dict:
+  d = core_io.to_jsonable(tc)
+  return {k: v for k, v in d.items() if k not in OPERATIONAL}
+
+
+def score_key(sc, metric: str) -> dict:
+  """What a metric's scores depend on: its own options, the score seed and its training run."""
+  return dict(method=metric, sub=core_io.to_jsonable(sc[metric]), seed=int(sc.seed),
+              train=result_fields(sc.train))
+
+
 def cell_specs(config) -> list:
   """(metric, keep) pairs: random has the single rule 'random'."""
   out = []
@@ -294,10 +312,10 @@ def run_scaling(config: ml_collections.ConfigDict, workdir: str, *, verbose: boo
         for metric, keep in groups:
           tc = train_config_for(config, select.num_keep(f, len(ids)), seed)
           key_obj = dict(pool=pool_fp, f=f, metric=metric, keep=keep, seed=seed,
-                         train=core_io.to_jsonable(tc), budget=config.budget.to_dict(),
+                         train=result_fields(tc), budget=config.budget.to_dict(),
                          class_balanced=bool(config.class_balanced),
                          scores=None if metric in ("full", "random") else
-                         core_io.to_jsonable(sc))
+                         score_key(sc, metric))
           key = core_io.fingerprint(key_obj)
           path = os.path.join(cell_dir, f"P{P}_f{f:.3f}_{metric}-{keep}_s{seed}_{key}.json")
           if os.path.exists(path):
@@ -411,7 +429,11 @@ def power_law_bootstrap(rows: list, n_boot: int = 1000, seed: int = 0) -> dict:
     m = [e[rng.integers(0, len(e), len(e))].mean() for e in errs]
     bs.append(fit_power_law(ks, m)[1])
   bs = np.array(bs)
-  return dict(a=a, b=b, b_lo=float(np.percentile(bs, 2.5)), b_hi=float(np.percentile(bs, 97.5)),
+  m = np.array([e.mean() for e in errs])
+  resid = np.log(m) - np.log(a * ks ** b)
+  local = np.diff(np.log(m)) / np.diff(np.log(ks))  # slope between neighbouring pools
+  return dict(a=a, b=b, rms_log_residual=float(np.sqrt(np.mean(resid ** 2))),
+              local_slopes=local.tolist(), b_lo=float(np.percentile(bs, 2.5)), b_hi=float(np.percentile(bs, 97.5)),
               k=ks.tolist(), err=[float(e.mean()) for e in errs], num_boot=int(n_boot))
 
 
@@ -509,14 +531,42 @@ def crossovers(summary: list, metric: str, fractions) -> dict:
 
 
 def best_at_pool(summary: list, metric: str) -> list:
-  """At each pool: the (f, keep) with the lowest mean test error (f = 1 included)."""
+  """At each pool: the (f, keep) with the lowest mean test error (f = 1 included), and the
+  smallest f (either keep rule) whose error is within 2 combined s.e.m. of f = 1 (how much of
+  the pool can be pruned for free; the measured analogue of theory.frontier.lossless_fraction)."""
   out = []
   for P in sorted({s["pool"] for s in summary}):
     ss = [s for s in summary if s["pool"] == P and s["metric"] == metric]
     b = min(ss, key=lambda s: s["err_mean"])
     full = next(s for s in ss if s["fraction"] == 1.0)
-    out.append(dict(pool=P, fraction=b["fraction"], keep=b["keep"], err=b["err_mean"],
-                    err_full=full["err_mean"], sem_full=full["err_sem"]))
+    free = [s for s in ss if s["err_mean"] <= full["err_mean"] + 2 * math.hypot(
+        s["err_sem"], full["err_sem"])]
+    fr = min(free, key=lambda s: (s["fraction"], s["err_mean"]))
+    out.append(dict(pool=P, num_pool=full["num_kept"], fraction=b["fraction"], keep=b["keep"],
+                    err=b["err_mean"], err_full=full["err_mean"], sem_full=full["err_sem"],
+                    free_fraction=fr["fraction"], free_keep=fr["keep"]))
+  return out
+
+
+def frontier_at_pool_sizes(summary: list, metric: str) -> list:
+  """At each whole-pool size k = n_P (the f = 1 points): the best of the whole pool and the
+  pruned sets of larger pools with the same k (log-log interpolated between pools), i.e. where
+  to get k examples from. Pools whose k no pruned curve reaches are left out."""
+  cs = {key: c for key, c in curves(summary).items() if key[0] == metric}
+  f1 = next(c for (m, keep, f), c in cs.items() if f == 1.0)
+  out = []
+  for k, e1, s1 in zip(f1["k"], f1["err"], f1["sem"]):
+    cands = []
+    for (m, keep, f), c in cs.items():
+      if f < 1 and len(c["k"]) > 1:
+        v = interp_loglog(c["k"], c["err"], [k])[0]
+        if np.isfinite(v):
+          cands.append((float(v), f, keep))
+    if cands:
+      v, f, keep = min(cands)
+      out.append(dict(k=float(k), err_full=float(e1), sem_full=float(s1), best_pruned_err=v,
+                      best_pruned_f=f, best_pruned_keep=keep,
+                      f_opt=f if v < e1 else 1.0, pool_for_best=float(k / f)))
   return out
 
 
@@ -577,6 +627,15 @@ def theory_eps(t: dict, alpha, f: float, theta_deg: float, keep: str) -> np.ndar
   keep = "hard" if f == 1.0 else keep
   row = np.asarray(t["eps"][f"{theta_deg:g}/{keep}"], float)[i]
   return interp_loglog(t["alpha"], row, np.atleast_1d(np.asarray(alpha, float)))
+
+
+def theory_f_opt(t: dict, theta_deg: float) -> np.ndarray:
+  """The f (of the config's) on the theory's Pareto frontier at each alpha of the table."""
+  alpha = np.asarray(t["alpha"])
+  fr = list(t["fractions"])
+  e = np.array([[theory_eps(t, alpha, f, theta_deg, k) for k in KEEPS] for f in fr])
+  e = np.where(np.isfinite(e), e, np.inf).min(axis=1)  # (F, A)
+  return np.asarray(fr)[np.argmin(e, axis=0)]
 
 
 def stretch_fit(summary: list, metric: str, t: dict, pools_fit, pools_pred) -> dict:
@@ -645,7 +704,7 @@ def analyze(results: dict, config, workdir: Optional[str], log=lambda s: None) -
   # measured (interpolation), never extrapolated below the smallest pool.
   k_grid = np.geomspace(min(power["k"]), max(power["k"]), 28)
   metrics = [m for m in results["metrics"]]
-  fronts, cross, best_pool, gains = {}, {}, {}, {}
+  fronts, cross, best_pool, gains, at_k = {}, {}, {}, {}, {}
   for m in metrics:
     fr = pareto_frontier(summary, m, k_grid, power)
     fronts[m] = fr
@@ -670,6 +729,7 @@ def analyze(results: dict, config, workdir: Optional[str], log=lambda s: None) -
     if m != "random":
       cross[m] = crossovers(summary, m, results["fractions"])
     best_pool[m] = best_at_pool(summary, m)
+    at_k[m] = frontier_at_pool_sizes(summary, m)
   t = theory_tables(config, workdir, log)
   for m, cm in cross.items():
     for f, c in cm.items():
@@ -693,7 +753,8 @@ def analyze(results: dict, config, workdir: Optional[str], log=lambda s: None) -
         f1[upper] / frontier_eps[upper]))), frontier=frontier_eps.tolist())
   return dict(summary=summary, power_law=power, frontiers={m: _lists(v) for m, v in
                                                            fronts.items()},
-              gains=gains, crossovers=cross, best_at_pool=best_pool, theory=t,
+              gains=gains, crossovers=cross, best_at_pool=best_pool, frontier_at_k=at_k,
+              theory=t,
               theory_gain=theory_gain, stretch=stretch)
 
 
@@ -743,7 +804,7 @@ def plot_curves(results: dict, path: str) -> None:
   fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.5 * nrow), dpi=80, squeeze=False,
                            sharex=True, sharey=True)
   col = _fcolors(results["fractions"])
-  kk = np.geomspace(min(pw["k"]) / 12, max(pw["k"]) * 1.1, 50)
+  kk = np.geomspace(min(pw["k"]) / 1.5, max(pw["k"]) * 1.1, 50)
   for ax, (m, keep) in zip(axes.flat, panels):
     for f in sorted(col, reverse=True):
       c = cs.get((m, keep, f))
@@ -798,7 +859,7 @@ def plot_frontier(results: dict, path: str) -> None:
       if c is not None:
         ax.errorbar(c["k"], 100 * c["err"], yerr=100 * c["sem"], color=col[f], marker="o",
                     ms=3.5, capsize=2, lw=1.4, label=f"f = {f:g}")
-    kk = np.geomspace(min(pw["k"]) / 12, max(pw["k"]) * 1.1, 50)
+    kk = np.geomspace(min(pw["k"]) / 1.5, max(pw["k"]) * 1.1, 50)
     ax.plot(kk, 100 * pw["a"] * kk ** pw["b"], "k:", lw=1.2, label="f=1 power law")
     ax.set(xscale="log", yscale="log", xlabel="examples kept k",
            ylabel="test error (%)", title=f"measured: {metric_label(main)}, keep {keep}")
@@ -878,8 +939,9 @@ def plot_frontier(results: dict, path: str) -> None:
     ax.plot(np.asarray(fr["k"])[sel], np.asarray(fr["f_opt"], float)[sel], "o-", ms=3,
             color=mcol(i), label=f"{metric_label(m)} (measured)")
   if n_ref:
-    ax.plot(alpha * n_ref, np.asarray(t["frontier_f_opt"]), "k--", lw=1.5,
-            label=f"theory, theta=0, k = alpha x {n_ref:.0f}")
+    for deg, ls in zip(t["thetas_deg"], ("--", "-.", ":")):
+      ax.plot(alpha * n_ref, theory_f_opt(t, deg), "k", ls=ls, lw=1.5,
+              label=f"theory, theta={deg:g}°, k = alpha x {n_ref:.0f}")
     k_all = np.asarray(an["frontiers"][main]["k"])
     ax.set_xlim(k_all.min() / 1.5, k_all.max() * 1.5)
   ax.set(xscale="log", yscale="log", xlabel="examples kept k", ylabel="best f on the frontier",
@@ -944,7 +1006,9 @@ def scaling_section(results: dict) -> str:
       f"{results['cells_trained']} cells trained, {results['cells_cached']} from the cache.")
   lines.append("")
   lines.append(f"**Power law on f = 1**: test error = {pw['a']:.3g} k^{pw['b']:.3f}, exponent "
-               f"95% bootstrap interval [{pw['b_lo']:.3f}, {pw['b_hi']:.3f}].")
+               f"95% bootstrap interval [{pw['b_lo']:.3f}, {pw['b_hi']:.3f}]; rms log residual "
+               f"{pw['rms_log_residual']:.3f}; slopes between neighbouring pools: " +
+               ", ".join(f"{x:.2f}" for x in pw["local_slopes"]) + ".")
   lines.append("")
   main = main_metric(results)
   fr = [f for f in results["fractions"]]
@@ -1008,6 +1072,26 @@ def scaling_section(results: dict) -> str:
     lines.append(f"| {metric_label(m)} | " + " | ".join(
         (f"f=1 ({100 * b['err']:.1f})" if b["fraction"] == 1.0 else
          f"f={b['fraction']:g} {b['keep']} ({100 * b['err']:.1f} vs {100 * b['err_full']:.1f})")
+        for b in bs) + " |")
+  lines.append("")
+  ks = [r["k"] for r in next(iter(an["frontier_at_k"].values()), [])]
+  lines.append("Where to get k examples from: test error (%) of the whole pool of that size vs "
+               "the best pruned set of a larger pool (f, keep; interpolated between pools):")
+  lines.append("")
+  lines.append("| metric | " + " | ".join(f"k={k:.0f}" for k in ks) + " |")
+  lines.append("|---|" + "---|" * len(ks))
+  for m, rs in an["frontier_at_k"].items():
+    lines.append(f"| {metric_label(m)} | " + " | ".join(
+        f"whole {100 * r['err_full']:.1f} ± {100 * r['sem_full']:.1f} / f={r['best_pruned_f']:g} "
+        f"{r['best_pruned_keep']} {100 * r['best_pruned_err']:.1f}" for r in rs) + " |")
+  lines.append("")
+  lines.append("Smallest f within 2 s.e.m. of the whole pool (pruned for free), per pool:")
+  lines.append("")
+  lines.append("| metric | " + " | ".join(str(p) for p in results["pools"]) + " |")
+  lines.append("|---|" + "---|" * len(results["pools"]))
+  for m, bs in an["best_at_pool"].items():
+    lines.append(f"| {metric_label(m)} | " + " | ".join(
+        "1" if b["free_fraction"] == 1.0 else f"{b['free_fraction']:g} {b['free_keep']}"
         for b in bs) + " |")
   lines.append("")
   tg = an["theory_gain"]
