@@ -5,7 +5,7 @@ GraNd_i = ||d loss(f(x_i), y_i) / d theta||_2 over all parameters. For a layer z
 with a the layer input, g = d loss_i / d z the output gradient and t the non-batch positions
 (none for a plain Dense: ||dW_i||_F^2 = ||a_i||^2 ||g_i||^2, Goodfellow 2015). A Conv is a Dense
 on im2col patches: dW_i = P_i^T g_i with P_i (positions, k * c_in) the patches of a_i
-(`jax.lax.conv_general_dilated_patches`, the patch order does not change the norm). So one
+(strided slices of the padded input, one per kernel offset). So one
 forward pass records every Dense / Conv input a, one backward pass w.r.t. zero perturbations
 added to every layer output gives all g (in eval mode example i's loss depends only on z_i,
 so the gradient of the summed loss is each example's own), and the norms follow from a and g
@@ -56,6 +56,8 @@ def _layers(model, variables, x):
       if key in found:
         raise _Unsupported(f"layer {key} is called more than once")
       found[key] = type(m).__name__
+      if isinstance(m, nn.Conv):
+        _conv_geometry(m, args[0].shape[1:-1])
     return next_fun(*args, **kwargs)
 
   with nn.intercept_methods(icpt):
@@ -68,30 +70,48 @@ def _layers(model, variables, x):
   return found
 
 
-def _conv_patches(m, a):
-  nd = a.ndim - 2
+def _conv_geometry(m, in_sp):
+  """(pads, strides, kernel dilation) of a flax Conv on inputs of spatial shape in_sp."""
+  nd = len(in_sp)
   if m.feature_group_count != 1 or (m.input_dilation not in (None, 1)
                                     and any(d != 1 for d in np.atleast_1d(m.input_dilation))):
     raise _Unsupported("grouped or input-dilated convolution")
-  pad = m.padding
-  if isinstance(pad, str):
-    if pad.upper() not in ("SAME", "VALID"):
-      raise _Unsupported(f"padding {pad!r}")
-    pad = pad.upper()
-  elif isinstance(pad, int):
-    pad = [(pad, pad)] * nd
-  else:
-    pad = [(p, p) if isinstance(p, int) else tuple(p) for p in pad]
+  if getattr(m, "mask", None) is not None:
+    raise _Unsupported("masked convolution")
   strides = m.strides if m.strides is not None else 1
   strides = (strides,) * nd if isinstance(strides, int) else tuple(strides)
   dil = m.kernel_dilation if m.kernel_dilation is not None else 1
   dil = (dil,) * nd if isinstance(dil, int) else tuple(dil)
-  spatial = "DHW"[-nd:] if nd <= 3 else None
-  if spatial is None:
-    raise _Unsupported(f"{nd}-d convolution")
-  dn = ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C")
-  return jax.lax.conv_general_dilated_patches(
-      a, tuple(m.kernel_size), strides, pad, rhs_dilation=dil, dimension_numbers=dn)
+  ks = tuple(m.kernel_size)
+  pad = m.padding
+  if isinstance(pad, str):
+    if pad.upper() not in ("SAME", "VALID"):
+      raise _Unsupported(f"padding {pad!r}")
+    eff = tuple((k - 1) * d + 1 for k, d in zip(ks, dil))  # lax's pads, dilated kernel
+    pad = jax.lax.padtype_to_pads(in_sp, eff, strides, pad.upper())
+  elif isinstance(pad, int):
+    pad = [(pad, pad)] * nd
+  else:
+    pad = [(p, p) if isinstance(p, int) else tuple(p) for p in pad]
+  if len(pad) != nd or len(strides) != nd or len(dil) != nd or len(ks) != nd:
+    raise _Unsupported(f"convolution geometry {pad}, {strides}, {dil}, {ks}")
+  return pad, strides, dil
+
+
+def _conv_patches(m, a):
+  nd = a.ndim - 2
+  ks = tuple(m.kernel_size)
+  pad, strides, dil = _conv_geometry(m, a.shape[1:-1])
+  a = jnp.pad(a, [(0, 0)] + [tuple(p) for p in pad] + [(0, 0)])
+  out_sp = tuple((a.shape[1 + i] - (ks[i] - 1) * dil[i] - 1) // strides[i] + 1 for i in range(nd))
+  # im2col by strided slices (one per kernel offset): (b, *out_sp, K, c_in).
+  cols = []
+  for off in np.ndindex(*ks):
+    start = (0,) + tuple(o * d for o, d in zip(off, dil)) + (0,)
+    limit = (a.shape[0],) + tuple(st + (n - 1) * s + 1 for st, n, s in
+                                  zip(start[1:-1], out_sp, strides)) + (a.shape[-1],)
+    cols.append(jax.lax.slice(a, start, limit, (1,) + strides + (1,)))
+  return jnp.stack(cols, axis=-2)
 
 
 def _layer_sq_norm(m, a, g):
@@ -100,13 +120,23 @@ def _layer_sq_norm(m, a, g):
   a = a.astype(jnp.float32)
   g = g.astype(jnp.float32)
   if isinstance(m, nn.Conv):
-    p = _conv_patches(m, a).reshape(b, -1, int(np.prod(m.kernel_size)) * a.shape[-1])
+    p = _conv_patches(m, a)
+    p = p.reshape(b, -1, p.shape[-2] * p.shape[-1])
   else:
     p = a.reshape(b, -1, a.shape[-1])
   gg = g.reshape(b, -1, g.shape[-1])
-  if p.shape[1] == 1:
+  npos, kk, cc = p.shape[1], p.shape[2], gg.shape[2]
+  if npos == 1:  # ||a^T g||_F^2 = ||a||^2 ||g||^2
     k = jnp.sum(p[:, 0] ** 2, -1) * jnp.sum(gg[:, 0] ** 2, -1)
-  else:
+  elif npos * npos * max(kk, cc) <= 32768:
+    # Gram form sum_{p,q} (a_p . a_q)(g_p . g_q) by broadcasting: fastest for few positions
+    # (measured on CPU: tiny batched matmuls are slow there).
+    k = jnp.sum(jnp.sum(p[:, :, None] * p[:, None], -1) * jnp.sum(gg[:, :, None] * gg[:, None], -1),
+                axis=(1, 2))
+  elif npos * (kk + cc) <= kk * cc:  # Gram form with matmuls: fewer flops than dW_i itself
+    k = jnp.sum(jnp.einsum("bpk,bqk->bpq", p, p) * jnp.einsum("bpc,bqc->bpq", gg, gg),
+                axis=(1, 2))
+  else:  # the layer's own per-example gradient dW_i = P_i^T g_i (K, C)
     k = jnp.sum(jnp.einsum("bpk,bpc->bkc", p, gg) ** 2, axis=(1, 2))
   if m.use_bias:
     k = k + jnp.sum(jnp.sum(gg, axis=1) ** 2, -1)

@@ -34,6 +34,7 @@ flags.DEFINE_string("rss_sizes", "20000,200000", "record-set sizes of the memory
 flags.DEFINE_string("data_dir", "/tmp/bench_data", "where record sets are written (reused)")
 flags.DEFINE_string("out", "", "JSON file for the numbers ('' = print only)")
 flags.DEFINE_string("rss_child", "", "internal: 'records' | 'numpy' runs one scoring pass")
+flags.DEFINE_bool("only_rss", False, "skip the throughput part")
 FLAGS = flags.FLAGS
 
 NUM_TEST = 1000
@@ -80,12 +81,27 @@ def _score_pass(data):
                              reduce_fn=el2n_reduce)["el2n"]
 
 
+def _vm_hwm_mb() -> float:
+  """Peak resident memory of this process image (Linux /proc VmHWM), in MB."""
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith("VmHWM:"):
+        return float(line.split()[1]) / 1024
+  return float("nan")
+
+
 def _rss_child(source: str):
   t = time.time()
+  import jax.numpy as jnp
+  jnp.zeros(1).block_until_ready()
+  base = _vm_hwm_mb()            # after importing JAX and starting the backend
   data = _load(FLAGS.n, source)
   s = _score_pass(data)
-  print(json.dumps({"source": source, "n": len(s), "max_rss_mb":
-                    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+  # ru_maxrss is kept across fork + exec on Linux, so it can report the parent's peak;
+  # VmHWM belongs to this process image alone and is the number to compare.
+  print(json.dumps({"source": source, "n": len(s), "peak_rss_mb": _vm_hwm_mb(),
+                    "peak_rss_after_jax_start_mb": base,
+                    "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                     "wall_s": time.time() - t}))
 
 
@@ -109,6 +125,12 @@ def main(argv):
   from core import train
   t_all = time.time()
   res = {"n": FLAGS.n, "steps": FLAGS.steps, "batch_size": FLAGS.batch_size}
+  sizes = [int(v) for v in FLAGS.rss_sizes.split(",") if v.strip()]
+  for n in sizes:
+    _record_dir(n)
+  if FLAGS.only_rss:
+    res["rss"] = [_rss(n, s) for n in sizes for s in ("records", "numpy")]
+    return _report(res, t_all, throughput=False)
   data = {s: _load(FLAGS.n, s) for s in ("numpy", "records")}
 
   # Gather alone: random global batches.
@@ -155,21 +177,32 @@ def main(argv):
                                               / res[f"{k}_numpy_examples_per_s"])
 
   # Peak resident memory of a scoring pass, fresh process per (size, source).
-  sizes = [int(v) for v in FLAGS.rss_sizes.split(",") if v.strip()]
   res["rss"] = [_rss(n, s) for n in sizes for s in ("records", "numpy")]
-  res["wall_s"] = time.time() - t_all
+  _report(res, t_all, throughput=True)
 
-  print(f"MNIST-1D n={FLAGS.n}, 1-D CNN, batch {FLAGS.batch_size}, "
-        f"{len(__import__('jax').local_devices())} device(s):")
-  for k in ("gather", "train", "score"):
-    print(f"  {k:6s} in-memory {res[f'{k}_numpy_examples_per_s']:10.0f} ex/s   streamed "
-          f"{res[f'{k}_records_examples_per_s']:10.0f} ex/s   ratio "
-          f"{res[f'{k}_ratio_streamed_over_memory']:.3f}")
-  print(f"  scores streamed vs in-memory: max |diff| = {res['score_max_abs_diff']:.3g}; "
-        f"same final training loss: {res['train_same_loss']}")
+
+def _report(res, t_all, throughput):
+  res["wall_s"] = time.time() - t_all
+  if throughput:
+    print(f"MNIST-1D n={FLAGS.n}, 1-D CNN, batch {FLAGS.batch_size}, "
+          f"{len(__import__('jax').local_devices())} device(s):")
+    for k in ("gather", "train", "score"):
+      print(f"  {k:6s} in-memory {res[f'{k}_numpy_examples_per_s']:10.0f} ex/s   streamed "
+            f"{res[f'{k}_records_examples_per_s']:10.0f} ex/s   ratio "
+            f"{res[f'{k}_ratio_streamed_over_memory']:.3f}")
+    print(f"  scores streamed vs in-memory: max |diff| = {res['score_max_abs_diff']:.3g}; "
+          f"same final training loss: {res['train_same_loss']}")
   for r in res["rss"]:
-    print(f"  peak RSS of a scoring pass: {r['source']:7s} n={r['n']:8d}  "
-          f"{r['max_rss_mb']:8.1f} MB  ({r['wall_s']:.1f}s)")
+    print(f"  peak RSS of an EL2N scoring pass: {r['source']:7s} n={r['n']:8d}  "
+          f"{r['peak_rss_mb']:7.1f} MB (VmHWM; {r['peak_rss_after_jax_start_mb']:.1f} MB after "
+          f"JAX start; ru_maxrss {r['ru_maxrss_mb']:.1f} MB)  ({r['wall_s']:.1f}s)")
+  by = {(r["source"], r["n"]): r["peak_rss_mb"] for r in res["rss"]}
+  ns = sorted({r["n"] for r in res["rss"]})
+  if len(ns) >= 2:
+    for src in ("records", "numpy"):
+      res[f"rss_growth_{src}_mb"] = by[(src, ns[-1])] - by[(src, ns[0])]
+      print(f"  growth {ns[0]} -> {ns[-1]} examples, {src:7s}: "
+            f"{res[f'rss_growth_{src}_mb']:+.1f} MB")
   if FLAGS.out:
     from core.io import atomic_write_text
     atomic_write_text(FLAGS.out, json.dumps(res, indent=1))

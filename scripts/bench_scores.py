@@ -1,4 +1,5 @@
-"""Per-example GraNd throughput: chunked vmap(grad) path vs a per-example loop.
+"""Per-example GraNd throughput: activations path, chunked vmap(grad), per-example loop,
+against an ordinary batched gradient on the same examples.
 
     python scripts/bench_scores.py [--dataset=mnist1d] [--model=cnn1d] [--n=2048] \
         [--n_loop=256] [--chunk_size=256]
@@ -6,8 +7,12 @@
 Both compute ||d loss(x_i) / d theta||_2 for every example at a random init
 (eval mode). The chunked path is `pruning.scores.grand_scores` (vmap(grad) on
 chunks of `chunk_size` examples per device, pmapped over local devices); the
-loop is `pruning.scores.grand_loop` (one jitted gradient per example). Prints
-examples/s of both and their ratio, and checks that the scores agree.
+loop is `pruning.scores.grand_loop` (one jitted gradient per example). The activations path
+is `pruning.grand_fast.grand_scores_fast` (per-layer norms from layer inputs and output
+gradients: one forward and one backward pass). The ordinary batched gradient is one pmapped
+jax.grad of the summed loss per batch of chunk_size examples per device (what a training step
+costs, without the update). Prints examples/s of each, the ratios to the batched gradient,
+and checks that the scores agree.
 """
 import time
 
@@ -17,7 +22,9 @@ import numpy as np
 from absl import app, flags
 
 from core import data as data_lib
-from pruning import scores
+from core import parallel
+from core.losses import dense_targets, per_example_loss
+from pruning import grand_fast, scores
 from core.models import create_model
 
 flags.DEFINE_string("dataset", "mnist1d", "digits or mnist1d")
@@ -60,6 +67,35 @@ def main(argv):
         f"{FLAGS.chunk_size}/device)")
   print(f"  per-example loop  : {r_lp:10.1f} examples/s  ({len(small)} examples)")
   print(f"  speed-up          : {r_vm / r_lp:10.1f}x   (max relative difference {err:.1e})")
+  bs = FLAGS.chunk_size * jax.local_device_count()
+  fa, t_fa = _timed(lambda: grand_fast.grand_scores_fast(model, variables, big, batch_size=bs), 2)
+  _, t_bg = _timed(lambda: _batched_grad(model, variables, big, bs), 2)
+  err_fa = float(np.max(np.abs(fa - vm) / (np.abs(vm) + 1e-8)))
+  r_fa, r_bg = len(big) / t_fa, len(big) / t_bg
+  print(f"  activations path  : {r_fa:10.1f} examples/s  ({grand_fast.last_path()}; max "
+        f"relative difference to vmap {err_fa:.1e})")
+  print(f"  batched gradient  : {r_bg:10.1f} examples/s  (ordinary jax.grad of the batch loss)")
+  print(f"  ratio to batched gradient: vmap {r_vm / r_bg:.3f}, activations {r_fa / r_bg:.3f}")
+
+
+def _batched_grad(model, variables, ds, batch_size):
+  """An ordinary data-parallel gradient of the summed loss over every batch of `ds`."""
+  devices = jax.local_devices()
+  params = variables["params"]
+
+  def fn(p, x, y):
+    loss = lambda p: jnp.sum(per_example_loss(model.apply({"params": p}, x, train=False), y,
+                                              "cross_entropy"))
+    return parallel.pmean(jax.grad(loss)(p))
+
+  if "_p" not in _batched_grad.__dict__:
+    _batched_grad._p = parallel.pmap(fn, devices)
+  rp = parallel.replicate(params, devices)
+  out = None
+  for start in range(0, len(ds) - batch_size + 1, batch_size):
+    x, y = ds.gather(np.arange(start, start + batch_size))
+    out = _batched_grad._p(rp, *parallel.shard((x, dense_targets(y, ds.num_classes)), devices))
+  jax.block_until_ready(out)
 
 
 if __name__ == "__main__":
