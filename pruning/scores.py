@@ -13,6 +13,8 @@ Methods (``compute_scores(method, data, config)``):
     over ``grand.num_runs`` inits. Per-example gradients come from
     ``vmap(grad)`` on chunks of ``grand.chunk_size`` examples per device,
     pmapped over devices (`core.parallel`), so memory stays bounded.
+    ``grand.path = "activations"``: per-layer norms from layer inputs and output
+    gradients, one backward pass (`pruning.grand_fast`; same scores to ~1e-7).
   * ``forgetting`` (Toneva et al. 2019) number of correct -> incorrect
     transitions of each example's prediction over a full training run.
     ``forgetting.record = "minibatch"`` (default, as in the paper): recorded
@@ -268,14 +270,13 @@ def grand_scores(model, variables_or_state, dataset: ArrayDataset, *, chunk_size
   ri = parallel.replicate(init_variables or {}, devices)
   sl = parallel.process_slice(step, devices)
   n = len(dataset)
-  y = dataset.y
   out = np.full(n, np.nan)
   for start in range(0, n, step):
     idx = np.arange(start, start + step)
     valid = idx < n
     idx = np.where(valid, idx, 0)
     pos = np.where(valid, idx, -1).astype(np.int32)
-    batch = parallel.shard((dataset.x[idx[sl]], y[idx[sl]], pos[sl]), devices)
+    batch = parallel.shard((*dataset.gather(idx[sl]), pos[sl]), devices)  # streamed or not
     norms, gpos = parallel.fetch(fn(rp, rr, ri, *batch))
     gpos = np.asarray(gpos)
     ok = gpos >= 0
@@ -390,6 +391,14 @@ def _el2n_measure(model, state, *, ds, config, sub, tc):
 
 
 def _grand_measure(model, state, *, ds, config, sub, tc):
+  if sub.get("path", "vmap") == "activations":  # one backward pass (pruning.grand_fast)
+    from pruning.grand_fast import grand_scores_fast
+    return grand_scores_fast(model, state, ds, batch_size=int(config.predict_batch_size),
+                             loss=tc.get("loss") or "cross_entropy",
+                             num_devices=tc.get("num_devices"),
+                             fallback_chunk_size=int(sub.chunk_size))
+  if sub.get("path", "vmap") != "vmap":
+    raise ValueError(f"grand.path must be 'vmap' or 'activations', got {sub.get('path')!r}")
   return grand_scores(model, state, ds, chunk_size=int(sub.chunk_size),
                       loss=tc.get("loss") or "cross_entropy", num_devices=tc.get("num_devices"))
 

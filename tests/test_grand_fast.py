@@ -69,3 +69,22 @@ def test_unsupported_layers_fall_back_to_vmap():
   got = grand_fast.grand_scores_fast(model, variables, ds, batch_size=8)
   assert grand_fast.last_path().startswith("vmap_fallback: parameter")
   np.testing.assert_allclose(got, scores.grand_loop(model, variables, ds), rtol=1e-4, atol=1e-6)
+
+
+def test_compute_scores_grand_activations_path_equals_vmap_on_streamed_data(tmp_path):
+  records.prepare_bundled("digits", str(tmp_path / "d"))
+  rec = load_dataset("digits", source="records", data_dir=str(tmp_path / "d"))
+  c = base_config()
+  c.model = ml_collections.ConfigDict(dict(name="mlp", hidden=(16,)))
+  c.batch_size = 64
+  c.num_epochs = 1
+  c.progress_bar = False
+  c.checkpoint = False
+  out = {p: scores.compute_scores("grand", rec, dict(train=c, predict_batch_size=256,
+                                                     grand=dict(epoch=0, num_runs=1, path=p)))
+         for p in ("vmap", "activations")}
+  np.testing.assert_array_equal(out["vmap"].ids, rec.train.ids)
+  np.testing.assert_allclose(out["activations"].scores, out["vmap"].scores, rtol=1e-5)
+  with pytest.raises(ValueError, match="grand.path"):
+    scores.compute_scores("grand", rec, dict(train=c, grand=dict(epoch=0, num_runs=1,
+                                                                 path="fast")))
