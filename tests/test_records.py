@@ -232,3 +232,29 @@ def test_two_processes_streamed_match_one_process(rec_dir, tmp_path):
     np.testing.assert_allclose(m[f"p{i}"], s[f"p{i}"], rtol=1e-4, atol=1e-5)
   np.testing.assert_array_equal(m["ids"], s["ids"])
   np.testing.assert_allclose(m["el2n"], s["el2n"], rtol=1e-4, atol=1e-5)
+
+
+def test_synthetic_imagenet_shaped_uint8_records(tmp_path):
+  """SYNTHETIC data (random pixels, random labels), ImageNet-shaped: 224x224x3 uint8 images,
+  1000 classes, written in chunks as uint8 (what prepare_tfds does) and gathered as
+  float32 / 255 - the input pipeline of an ImageNet run, not its accuracy."""
+  rng = np.random.default_rng(0)
+  n = 24
+  raw = rng.integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
+  ids = rng.permutation(10 ** 6)[:n].astype(np.int64)  # sparse ids, not positions
+  y = rng.integers(0, 1000, n).astype(np.int32)
+  chunks = (ArrayDataset(raw[i:i + 10].astype(np.float32) / 255.0, y[i:i + 10], ids[i:i + 10],
+                         1000, "synthetic_imagenet/train") for i in range(0, n, 10))
+  p = records.write_records(chunks, str(tmp_path / "train"), records_per_shard=16,
+                            x_dtype="uint8")
+  ds = records.RecordDataset(p, normalization="per_channel")
+  assert ds.meta["decode"] == "uint8_div255" and len(ds.meta["shards"]) == 2
+  assert ds.example_shape == (224, 224, 3) and ds.num_classes == 1000
+  sub = ds.subset(ids[[20, 3, 17, 0]])
+  x, yy = sub.gather(np.arange(4))
+  want = raw[[20, 3, 17, 0]].astype(np.float32) / np.float32(255.0)
+  mean, std = records._stats_from_json(ds.meta["stats"], "per_channel")
+  np.testing.assert_array_equal(x, ((want - mean) / std).astype(np.float32))
+  np.testing.assert_array_equal(yy, y[[20, 3, 17, 0]])
+  assert ds.io["records_read"] == 4  # only the requested records were read
+  np.testing.assert_allclose(mean.ravel(), (raw / 255.0).mean(axis=(0, 1, 2)), rtol=1e-6)
