@@ -133,7 +133,8 @@ def run_selectors(config: ml_collections.ConfigDict, workdir: str, *, verbose: b
   out = dict(dataset=sweep["dataset"], num_train=sweep["num_train"], budget=sweep["budget"],
              methods=sweep["methods"], fractions=sweep["fractions"], seeds=sweep["seeds"],
              score_costs_s=costs, spearman=sweep["spearman"], summary=table,
-             infobatch=dict(cells=ib_rows, summary=_ib_summary(ib_rows)),
+             infobatch=dict(cells=ib_rows, summary=_ib_summary(ib_rows),
+                            config=to_jsonable(config.get("infobatch"))),
              wall_time_s=round(time.time() - t0, 1))
   if is_main:
     atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(out, indent=1))
@@ -158,6 +159,7 @@ def plot(results: dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.ticker import FormatStrFormatter
   summ = results["summary"]
   full = [s for s in summ if s["method"] == "full"]
   fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), dpi=80)
@@ -168,7 +170,7 @@ def plot(results: dict, path: str) -> None:
     if not rows:
       return
     f = np.array([s["fraction"] for s in rows])
-    a = np.array([s["acc_mean"] for s in rows]) * 100
+    a = (1 - np.array([s["acc_mean"] for s in rows])) * 100
     sd = np.array([s["acc_std"] for s in rows]) * 100
     ax.errorbar(f, a, yerr=sd, label=m, marker="o", ms=3.5, capsize=2.5, lw=1.3, **style)
 
@@ -179,14 +181,18 @@ def plot(results: dict, path: str) -> None:
     for j, m in enumerate(n for n in names if n in results["methods"]):
       curve(ax, m, color=cmap(j))
     if full:
-      ax.axhline(full[0]["acc_mean"] * 100, color="k", lw=0.8, ls=":", label="full data")
+      ax.axhline((1 - full[0]["acc_mean"]) * 100, color="k", lw=0.8, ls=":", label="full data")
     ax.set_xlim(1.03, 0.05)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("fraction kept (class-balanced)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test error (%), log scale")
     ax.set_title(f"{title}: mean +- std over {len(results['seeds'])} seeds", fontsize=9,
                  loc="left")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7.5, loc="lower left")
+    ax.legend(fontsize=7.5, loc="upper left")
   # cost
   ax = axes[1][0]
   costs = {k: v for k, v in results["score_costs_s"].items() if v is not None}
@@ -214,7 +220,9 @@ def plot(results: dict, path: str) -> None:
       ax.text(i, acc[i] + err[i] + 0.1, f"{acc[i]:.1f}%\n{r['steps_mean']:.0f} steps\n"
               f"{r['wall_mean']:.0f} s", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"InfoBatch (r, delta as configured) vs full training, "
+    cfg = results["infobatch"].get("config") or {}
+    ax.set_title(f"InfoBatch (r={cfg.get('prune_ratio')}, delta={cfg.get('delta')}) vs full "
+                 f"training, "
                  f"{results['infobatch']['cells'][0]['num_epochs']} epochs each", fontsize=9,
                  loc="left")
     ax.grid(alpha=0.3, axis="y")
