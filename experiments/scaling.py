@@ -47,6 +47,12 @@ Analysis (pure numpy on the rows; `analyze`)
      on the smaller half of the pools, predict the larger half (keep winner per f, best
      (f, keep) per pool, errors).
 
+Entry points: ``run_scaling(config, workdir) -> results``; ``scaling_section(results,
+image_prefix=None) -> markdown``; ``quick_scaling_config()`` (the `:quick` grid, a few minutes
+on 2 CPU cores, for the main job's report). Multi-host: every process runs the same cells in
+the same order (training and evaluation are collective in `core.train`, scoring is split by
+`pruning.scores`); only process 0 writes.
+
 Files in ``workdir`` (process 0 writes, atomically, via core.io):
   scores/        score files (reused);        cells/<key>.json  one trained cell (reused);
   theory.json    the theory tables (reused);  results.csv / results.json;
@@ -433,7 +439,8 @@ def power_law_bootstrap(rows: list, n_boot: int = 1000, seed: int = 0) -> dict:
   resid = np.log(m) - np.log(a * ks ** b)
   local = np.diff(np.log(m)) / np.diff(np.log(ks))  # slope between neighbouring pools
   return dict(a=a, b=b, rms_log_residual=float(np.sqrt(np.mean(resid ** 2))),
-              local_slopes=local.tolist(), b_lo=float(np.percentile(bs, 2.5)), b_hi=float(np.percentile(bs, 97.5)),
+              local_slopes=local.tolist(), b_lo=float(np.percentile(bs, 2.5)),
+              b_hi=float(np.percentile(bs, 97.5)),
               k=ks.tolist(), err=[float(e.mean()) for e in errs], num_boot=int(n_boot))
 
 
@@ -991,12 +998,17 @@ def _num(x, none: str = "") -> str:
   return none if x is None or not np.isfinite(x) else f"{x:.0f}"
 
 
-def scaling_section(results: dict) -> str:
-  """Markdown section (table + numbers) for a report; figures are scaling_*.png."""
+def scaling_section(results: dict, image_prefix: Optional[str] = None) -> str:
+  """Markdown section (tables + numbers) for a report. The figures are scaling_curves.png and
+  scaling_frontier.png in the run folder; with ``image_prefix`` (a path or URL prefix, e.g.
+  'scaling/') the section links them."""
   an = results["analysis"]
   pw = an["power_law"]
   summ = an["summary"]
   lines = ["## Beyond power-law scaling, measured (MNIST-1D pools)", ""]
+  if image_prefix is not None:
+    lines += [f"![test error vs examples kept]({image_prefix}scaling_curves.png)", "",
+              f"![frontier and replica theory]({image_prefix}scaling_frontier.png)", ""]
   lines.append(
       f"{results['dataset']}, nested pools {results['pools']} (10% of each pool is its "
       f"validation split), fixed test set of {results['num_test']}; keep fractions "

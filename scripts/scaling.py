@@ -1,7 +1,7 @@
 """Test error vs examples kept across MNIST-1D pool sizes, beside the replica theory.
 
     python scripts/scaling.py --config=experiments/configs/scaling_mnist1d.py --workdir=runs/scaling
-    python scripts/scaling.py --config=experiments/configs/scaling_mnist1d.py:quick --workdir=/tmp/sq
+    python scripts/scaling.py --config=experiments/configs/scaling_mnist1d.py:quick --workdir=/tmp/q
 
 Library: `experiments.scaling.run_scaling(config, workdir)`. Rerunning with the same workdir
 is served from the cell cache. Multi-host: one process per host with PRUNE_COORDINATOR_ADDRESS

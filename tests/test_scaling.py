@@ -52,7 +52,8 @@ def test_csv_has_one_finite_row_per_cell(tiny_run):
     err = float(r["test_error"])
     assert math.isfinite(err) and 0.0 <= err <= 1.0
     n_pool = int(r["num_pool"])
-    assert n_pool == int(r["pool"]) - int(r["num_val"]) and int(r["num_val"]) == int(r["pool"]) // 10
+    assert n_pool == int(r["pool"]) - int(r["num_val"])
+    assert int(r["num_val"]) == int(r["pool"]) // 10
     k = int(r["num_kept"])
     # class-balanced keeping rounds per class: within one example per class of f * n
     assert abs(k - float(r["fraction"]) * n_pool) <= 10
@@ -75,6 +76,7 @@ def test_csv_has_one_finite_row_per_cell(tiny_run):
       metas.append(json.loads(str(z["meta_json"])))
   assert sorted(m["num_examples"] for m in metas) == [180, 360]
   assert "Power law on f = 1" in scaling.scaling_section(res)
+  assert "(sc/scaling_curves.png)" in scaling.scaling_section(res, image_prefix="sc/")
 
 
 @pytest.mark.slow
@@ -129,7 +131,8 @@ def test_pools_are_nested_with_nested_validation():
   for p in pools:
     assert not set(p["ids"]) & set(p["val_ids"])
     assert len(p["ids"]) + len(p["val_ids"]) == p["pool"] and len(p["val_ids"]) == p["pool"] // 10
-  assert len(pools[-1]["ids"]) == 900 and set(pools[-1]["ids"]) | set(pools[-1]["val_ids"]) == set(ids)
+  assert len(pools[-1]["ids"]) == 900
+  assert set(pools[-1]["ids"]) | set(pools[-1]["val_ids"]) == set(ids)
 
 
 def test_budget_rule():
