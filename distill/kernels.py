@@ -34,6 +34,8 @@ KERNEL_TYPES = ("ntk", "nngp")
 
 def x64():
   """Context manager: float64 JAX inside, the process default outside."""
+  if hasattr(jax, "enable_x64"):  # newer JAX: jax.experimental.enable_x64 is gone (0.10)
+    return jax.enable_x64(True)
   from jax.experimental import enable_x64
   return enable_x64()
 
