@@ -144,7 +144,7 @@ def run_reliability(config: ml_collections.ConfigDict, workdir: str,
     for s in rc.ssl_seeds:
       enc_cfg = ml_collections.ConfigDict(config.ssl.encoder.to_dict())
       enc_cfg.seed = int(s)
-      sub = dict(encoder=enc_cfg, encoder_dir=rc.ssl_encoder_dir or
+      sub = dict(encoder=enc_cfg, baselines=(), encoder_dir=rc.ssl_encoder_dir or
                  os.path.join(workdir, "encoders"))
       encs.append(ssl.encoder_for(data, sub, log))
     k0 = int(rc.ssl_ks[len(rc.ssl_ks) // 2])

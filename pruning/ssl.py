@@ -726,7 +726,8 @@ def default_encoder_config(data_name: str, example_shape) -> ml_collections.Conf
 
 def encoder_for(data, sub, log: Callable[[str], None] = lambda s: None) -> dict:
   """`run_encoder` for a score config: memoised in-process by fingerprint, and on disk under
-  ``sub.encoder_dir/<fingerprint>`` (resumable) when that is set."""
+  ``sub.encoder_dir/<fingerprint>`` (resumable) when that is set. ``sub.baselines``: the
+  baseline embeddings probed beside it (default pca and random_features; () for none)."""
   enc_cfg = _get(sub, "encoder")
   if enc_cfg is None:
     enc_cfg = default_encoder_config(data.name, data.train.example_shape)
@@ -737,6 +738,7 @@ def encoder_for(data, sub, log: Callable[[str], None] = lambda s: None) -> dict:
   if fp not in _MEMO:
     root = _get(sub, "encoder_dir")
     _MEMO[fp] = run_encoder(enc_cfg, os.path.join(root, fp) if root else None, data=data,
+                            baselines=tuple(_get(sub, "baselines", ("pca", "random_features"))),
                             log=log)
   return _MEMO[fp]
 
