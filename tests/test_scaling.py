@@ -183,3 +183,46 @@ def test_interp_loglog_is_exact_on_power_laws_and_nan_outside():
   v = scaling.interp_loglog(k, 3 * k ** -0.5, np.array([5., 31.6, 500., 2000.]))
   assert np.isnan(v[0]) and np.isnan(v[3])
   np.testing.assert_allclose(v[1:3], 3 * np.array([31.6, 500.]) ** -0.5, rtol=1e-12)
+
+
+def _free_port() -> int:
+  import socket
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_rows_of_one_process(tmp_path):
+  """2 processes x 2 CPU devices (gloo) == 1 process x 4 devices, cell by cell."""
+  import subprocess
+  import sys
+  worker = os.path.join(os.path.dirname(__file__), "multihost_scaling_worker.py")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  port = _free_port()
+
+  def launch(pid, nproc, ndev, wd):
+    return subprocess.Popen([sys.executable, worker, str(pid), str(nproc), str(port), str(ndev),
+                             str(wd)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+  procs = [launch(i, 2, 2, tmp_path / "multi") for i in range(2)]
+  procs.append(launch(0, 1, 4, tmp_path / "single"))
+  outs = []
+  try:
+    for p in procs:
+      outs.append(p.communicate(timeout=600)[0])
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, o in zip(procs, outs):
+    assert p.returncode == 0, o[-3000:]
+  assert "process 1: done" in outs[1]
+  read = lambda wd: {(r["pool"], r["fraction"], r["metric"], r["keep"], r["seed"]): r
+                     for r in csv.DictReader(open(wd / "results.csv"))}
+  m, s = read(tmp_path / "multi"), read(tmp_path / "single")
+  assert m.keys() == s.keys() and len(m) == 2 * (1 * 3 + 3)
+  for k in m:
+    assert m[k]["num_kept"] == s[k]["num_kept"] and m[k]["num_steps"] == s[k]["num_steps"]
+    assert abs(float(m[k]["test_error"]) - float(s[k]["test_error"])) < 0.02, k
