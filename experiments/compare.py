@@ -309,9 +309,4 @@ def scaling_sections(config, workdir: str) -> tuple:
   from experiments import scaling
   out = os.path.join(workdir, "scaling")
   results = scaling.run_scaling(sc.config, out, verbose=bool(config.progress_bar))
-  text = scaling.scaling_section(results)
-  figs = ("### Test error vs examples kept, per keep fraction (MNIST-1D pools)\n\n"
-          "![Scaling curves](scaling/scaling_curves.png)\n\n"
-          "### Pareto frontier over keep fractions vs the power law, and the theory beside it"
-          "\n\n![Scaling frontier](scaling/scaling_frontier.png)")
-  return (text, figs)
+  return (scaling.scaling_section(results, image_prefix="scaling/"),)
