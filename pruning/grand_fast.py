@@ -34,6 +34,7 @@ from core.losses import dense_targets, per_example_loss
 from core.state import TrainState
 
 _LAST = {"path": None}
+_CHECKED: dict = {}  # (model, variable shapes, example shape) -> None | why unsupported
 
 
 class _Unsupported(Exception):
@@ -196,11 +197,18 @@ def grand_scores_fast(model, variables_or_state, dataset, *, batch_size: int = 2
   params = variables.pop("params")
   rest = {k: v for k, v in variables.items() if v}
   n = len(dataset)
-  try:
-    x0, _ = dataset.gather(np.zeros(1, np.int64))
-    _layers(model, {"params": params, **rest}, x0)
-  except _Unsupported as e:
-    _LAST["path"] = f"vmap_fallback: {e}"
+  x0, _ = dataset.gather(np.zeros(1, np.int64))
+  v = {"params": params, **rest}
+  key = (model, jax.tree.structure(v), tuple(np.shape(l) for l in jax.tree.leaves(v)),
+         x0.shape[1:], str(x0.dtype))
+  if key not in _CHECKED:  # tracing the model costs ~0.1 s: once per model and shapes
+    try:
+      _layers(model, v, x0)
+      _CHECKED[key] = None
+    except _Unsupported as e:
+      _CHECKED[key] = str(e)
+  if _CHECKED[key] is not None:
+    _LAST["path"] = f"vmap_fallback: {_CHECKED[key]}"
     from pruning.scores import grand_scores
     return grand_scores(model, variables_or_state, dataset, chunk_size=fallback_chunk_size,
                         loss=loss, num_devices=num_devices, init_variables=init_variables)
