@@ -48,8 +48,8 @@ XLA_WORKAROUND: str | None = None
 ISA_ENV = "PRUNE_XLA_CPU_MAX_ISA"  # unset: AVX2 where needed; "native": leave XLA alone
 ISA_FLAG = "--xla_cpu_max_isa"
 
-# Names that this layer must never touch (the stub is only installed if neural_tangents is not
-# imported yet; otherwise the real subpackage, or whatever is there, stays).
+# The subpackage replaced by a stub (only if neural_tangents is not imported yet; otherwise the
+# real subpackage, or whatever is there, stays).
 _EXPERIMENTAL = "neural_tangents.experimental"
 
 
