@@ -24,7 +24,6 @@ import os
 import time
 
 import ml_collections
-import numpy as np
 
 from core import parallel
 from core.data import load_dataset
@@ -151,7 +150,6 @@ def tables(out: dict) -> str:
   rows = out["summary"]
   fr = [f for f in out["fractions"] if f != 1.0]
   head = "| method | " + " | ".join(f"f={f:g}" for f in fr) + " |\n|---|" + "---|" * len(fr) + "\n"
-  full = [r for r in rows if r["method"] == "full"]
   lines = [f"Test accuracy (%), mean ± std over {len(out['seeds'])} seeds, class-balanced "
            f"keep-hard; full data {_cell(rows, 'full', 1.0)}.", "", head.rstrip("\n")]
   order = [m for m in ("random", "el2n", "grand", "forgetting", "prototype")
@@ -162,7 +160,6 @@ def tables(out: dict) -> str:
   for m in order:
     if any(r["method"] == m for r in rows):
       lines.append(f"| {names.get(m, m)} | " + " | ".join(_cell(rows, m, f) for f in fr) + " |")
-  del full
   enc = out.get("encoder")
   if enc:
     lines += ["", f"Encoder ({enc['objective']}, {enc['dim']}-d backbone features, "

@@ -171,9 +171,15 @@ def run_reliability(config: ml_collections.ConfigDict, workdir: str,
   return out
 
 
-def table(out: dict) -> str:
-  """Markdown table of the reliability results."""
+def table(out: dict, sweep_costs: dict | None = None) -> str:
+  """Markdown table of the reliability results. `sweep_costs` (an ssl_sweep costs.json):
+  the cost of EL2N / GraNd scores that were loaded from the sweep's cache is taken from it."""
   fr = out["fractions"]
+  for name in ("el2n", "grand"):
+    e = out["metrics"].get(name)
+    key = f"baselines:{name}"
+    if e and sweep_costs and key in sweep_costs and e["cost_s_total"] < 1:
+      e["cost_s_per_run"] = round(sweep_costs[key]["wall_time_s"] / e["num_runs"], 1)
   head = ("| score | what varies | runs | Spearman (mean, min..max) | " +
           " | ".join(f"kept overlap f={f:g}" for f in fr) + " | cost (s) |\n|---|---|---|---|" +
           "---|" * len(fr) + "---|")
