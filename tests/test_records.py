@@ -258,3 +258,15 @@ def test_synthetic_imagenet_shaped_uint8_records(tmp_path):
   np.testing.assert_array_equal(yy, y[[20, 3, 17, 0]])
   assert ds.io["records_read"] == 4  # only the requested records were read
   np.testing.assert_allclose(mean.ravel(), (raw / 255.0).mean(axis=(0, 1, 2)), rtol=1e-6)
+
+
+def test_streamed_forgetting_equals_in_memory(both):
+  """Forgetting counts from the trainer's per-example step callback, on record files."""
+  mem, rec = both
+  cfg = dict(train=small_config(num_steps=None, num_epochs=2, num_devices=8),
+             forgetting=dict(num_runs=1, record="minibatch"))
+  a = scores.compute_scores("forgetting", mem, cfg)
+  b = scores.compute_scores("forgetting", rec, cfg)
+  np.testing.assert_array_equal(a.ids, b.ids)
+  np.testing.assert_array_equal(a.scores, b.scores)
+  assert b.scores.max() > b.scores.min()
