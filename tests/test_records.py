@@ -270,3 +270,23 @@ def test_streamed_forgetting_equals_in_memory(both):
   np.testing.assert_array_equal(a.ids, b.ids)
   np.testing.assert_array_equal(a.scores, b.scores)
   assert b.scores.max() > b.scores.min()
+
+
+def test_streamed_rholoss_batch_source_equals_in_memory(both):
+  """RHO-LOSS candidate losses (ctx.eval_losses) read through gather: same selections and
+  parameters on record files as in memory."""
+  from pruning import rholoss
+  mem, rec = both
+  il = rholoss.ILLosses(mem.train.ids, np.random.default_rng(0).random(len(mem.train)))
+  out = {}
+  for name, data in (("mem", mem), ("rec", rec)):
+    sel = rholoss.BatchSelector("rholoss", il)
+    r = train.train_and_evaluate(small_config(batch_size=16, num_devices=8), data=data,
+                                 batch_source=rholoss.RhoLossSource(sel, 64))
+    out[name] = (sel.log, leaves(r.state))
+  assert len(out["rec"][0]) == 6
+  for (s1, i1), (s2, i2) in zip(out["mem"][0], out["rec"][0]):
+    assert s1 == s2
+    np.testing.assert_array_equal(i1, i2)
+  for u, v in zip(out["mem"][1], out["rec"][1]):
+    np.testing.assert_array_equal(u, v)
