@@ -117,15 +117,15 @@ def run_ssl_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: b
     for s in res["summary"]:
       m = s["method"] if label == "baselines" else label
       rows.append(dict(s, method=m))
+  from pruning import ssl
   enc_info = None
-  if os.path.isdir(encoder_dir):
-    for fp in sorted(os.listdir(encoder_dir)):
-      p = os.path.join(encoder_dir, fp, "encoder.json")
-      if os.path.exists(p):
-        with open(p) as fh:
-          info = json.load(fh)
-        enc_info = {k: info[k] for k in ("fingerprint", "objective", "dim", "probe",
-                                         "baselines", "train_metrics", "embed_time_s")}
+  fp = ssl.encoder_fingerprint(config.ssl.encoder, data.train.x, data.train.ids)
+  p = os.path.join(encoder_dir, fp, "encoder.json")   # the sweep's encoder (not other seeds)
+  if os.path.exists(p):
+    with open(p) as fh:
+      info = json.load(fh)
+    enc_info = {k: info[k] for k in ("fingerprint", "objective", "dim", "probe",
+                                     "baselines", "train_metrics", "embed_time_s")}
   out = dict(dataset=data.name, num_train=len(data.train), num_test=len(data.test),
              fractions=[float(f) for f in base.fractions], seeds=list(base.seeds),
              ks=[int(k) for k in config.ssl.ks], encoder=enc_info, costs=costs,

@@ -9,7 +9,11 @@ class-balanced keep-hard) at f = 0.7, 0.5, 0.3, with the ssl_prototype score for
 {10, 30, 100, 300} (global k-means, label-free) and the class-conditional variant
 (k / 10 centroids per class), one SimCLR encoder (pruning/configs/mnist1d_ssl.py).
 
-Measured: see MEASURED (filled in from the run).
+Measured (2 seeds; docs/ssl_sweep_mnist1d.png; table in the README): full data 95.5; at f=0.5
+GraNd 95.4, EL2N 95.3, forgetting 95.0, SSL prototypes k=30 94.8 (k=10..300: 93.4-94.8),
+class-conditional k=100 94.7, random 94.0, PCA prototypes 91.5; at f=0.3 class-conditional
+SSL k=100 93.3, GraNd 92.9, random 92.0, SSL k=30 91.9, EL2N 90.0, PCA 87.4. Encoder: linear
+probe 90.9%. SSL half 56 min on the shared 2 cores (load ~18), baselines ~17 min beside it.
 `:quick` is a smoke test (1,000 / 500 examples, tiny encoder, 2 k values, 1 seed).
 """
 from __future__ import annotations
@@ -19,8 +23,6 @@ import ml_collections
 from core.config import check_arg
 from experiments.configs import mnist1d_prune_sweep
 from pruning.configs import mnist1d_ssl
-
-MEASURED = ""
 
 
 def get_config(arg=None):

@@ -6,15 +6,14 @@ Augmentations: shifts (zero fill), small rotations, pixel noise (`pruning.ssl_au
 Labels are never read by the encoder; the linear probe / k-NN on the test split come after.
 `:quick` is the test-sized variant.
 
-Measured: see MEASURED below.
+Measured (1,437 / 360, seed 0, shared 2 cores at load ~18): 600 steps in 682 s; linear probe
+99.2%, k-NN 96.1% vs PCA-32 96.7% / 95.6% and the CNN at random init 96.4% / 95.3%.
 """
 from __future__ import annotations
 
 import ml_collections
 
 from core.config import check_arg
-
-MEASURED = ""
 
 
 def get_config(arg=None):

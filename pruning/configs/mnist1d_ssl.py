@@ -7,15 +7,16 @@ k-NN test accuracy of the frozen backbone features against PCA and random-featur
 embeddings (`pruning.ssl.run_encoder`). `--config.objective=swav` for SwAV.
 `:quick` (1,000 train examples, 30 steps) is the test-sized variant.
 
-Measured: see MEASURED below (filled in from runs/ssl_mnist1d/encoder.json).
+Measured (16,000 / 4,000, seed 0, on the shared 2-core machine at load average ~18): 1,500
+steps in 312 s (seed 1: 567 s at higher load); linear probe 90.9%, k-NN 78.5% (seed 1: 91.8%,
+79.6%) vs PCA-32 33.3% / 61.2% and the same ConvNet at random init 82.2% / 58.6%.
+Augmentations and backbones tried (4,000 examples, 600 steps): README, SSL section.
 """
 from __future__ import annotations
 
 import ml_collections
 
 from core.config import check_arg
-
-MEASURED = ""
 
 
 def get_config(arg=None):
