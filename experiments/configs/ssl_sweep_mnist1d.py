@@ -54,6 +54,7 @@ def get_config(arg=None):
     s.scores.el2n.num_runs = 2
     s.fractions = (1.0, 0.5)
     s.seeds = (0,)
+    s.train.batch_size = 48  # divisible by 1, 2, 4 and 8 devices (the tests' 8 CPU devices)
     c.baselines = ("random", "prototype")
     c.ssl.ks = (10, 20)
   return c
