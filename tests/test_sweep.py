@@ -82,7 +82,7 @@ def test_epoch_budget_and_method_parsing(tmp_path):
   assert sweep.parse_method("grand") == ("grand", "hard")
   assert sweep.parse_method("random") == ("random", "random")
   with pytest.raises(ValueError, match="unknown score"):
-    sweep.parse_method("margin:hard")
+    sweep.parse_method("margn:hard")
   name, sc = sweep._score_spec("grand@0", scores.default_config())
   assert name == "grand" and sc.grand.epoch == 0
   with pytest.raises(ValueError, match="el2n and grand"):
