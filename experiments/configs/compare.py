@@ -80,6 +80,7 @@ def shrink_for_quick(c) -> None:
   c.distill.kip.steps = 40
   c.theory.num_alpha = 12
   c.scaling.enabled = False
+  c.pruning_methods = tuple(m for m in c.pruning_methods if m != "ssl_prototype")
 
 
 def get_config(arg=None):
@@ -94,8 +95,16 @@ def get_config(arg=None):
       score_train=score_train,
       kernel=dict(architecture="fc", depth=1, kernel_type="ntk"))
   from experiments.configs import scaling_mnist1d
+  from pruning.configs import digits_ssl
   c.scaling = ml_collections.ConfigDict(dict(enabled=True,
                                              config=scaling_mnist1d.get_config("quick")))
+  # The paper's own metric: k-means prototypes in the embedding of a self-supervised encoder
+  # (SimCLR on the training inputs, labels never read), trained once and cached.
+  encoder = digits_ssl.get_config()
+  encoder.num_steps = 300
+  c.pruning_methods = tuple(c.pruning_methods) + ("ssl_prototype",)
+  c.scores.ssl_prototype = ml_collections.ConfigDict(dict(
+      encoder=encoder, k=10, centroids="kmeans", n_init=3, baselines=()))
   if arg == "quick":
     shrink_for_quick(c)
   return c
