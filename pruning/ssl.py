@@ -715,22 +715,14 @@ def checked_prototype_scores(embeddings, labels=None, *, k: int = 10,
                           n_init=int(n_init))
 
 
-def default_encoder_config(data_name: str, example_shape) -> ml_collections.ConfigDict:
-  """The encoder config file for a dataset (pruning/configs/{mnist1d,digits}_ssl.py)."""
-  if data_name.startswith("mnist1d") or len(example_shape) == 2:
-    from pruning.configs import mnist1d_ssl as m
-  else:
-    from pruning.configs import digits_ssl as m
-  return m.get_config()
-
-
 def encoder_for(data, sub, log: Callable[[str], None] = lambda s: None) -> dict:
   """`run_encoder` for a score config: memoised in-process by fingerprint, and on disk under
   ``sub.encoder_dir/<fingerprint>`` (resumable) when that is set. ``sub.baselines``: the
   baseline embeddings probed beside it (default pca and random_features; () for none)."""
   enc_cfg = _get(sub, "encoder")
-  if enc_cfg is None:
-    enc_cfg = default_encoder_config(data.name, data.train.example_shape)
+  if enc_cfg is None:  # library code imports no config file: the experiment's config names it
+    raise ValueError("ssl_prototype needs ssl_prototype.encoder, an encoder config such as "
+                     "pruning/configs/mnist1d_ssl.py or digits_ssl.py (get_config())")
   enc_cfg = ml_collections.ConfigDict(enc_cfg.to_dict() if hasattr(enc_cfg, "to_dict")
                                       else dict(enc_cfg))
   enc_cfg.progress_bar = False
@@ -747,7 +739,7 @@ def ssl_prototype_scores(data, config, sub, log: Callable[[str], None] = lambda 
   """The `ssl_prototype` scorer: prototypes on the self-supervised embedding.
 
   ``sub`` = config.ssl_prototype: encoder (encoder config; default the dataset's
-  pruning/configs/*_ssl.py), k, centroids, n_init, encoder_dir (cache of trained encoders).
+  (an encoder config, required: e.g. pruning/configs/*_ssl.py), k, centroids, n_init, encoder_dir (cache of trained encoders).
   The scores' metadata carries the encoder fingerprint and probe accuracies.
   """
   from pruning import scores as scores_lib
