@@ -738,8 +738,8 @@ def encoder_for(data, sub, log: Callable[[str], None] = lambda s: None) -> dict:
 def ssl_prototype_scores(data, config, sub, log: Callable[[str], None] = lambda s: None):
   """The `ssl_prototype` scorer: prototypes on the self-supervised embedding.
 
-  ``sub`` = config.ssl_prototype: encoder (encoder config; default the dataset's
-  (an encoder config, required: e.g. pruning/configs/*_ssl.py), k, centroids, n_init, encoder_dir (cache of trained encoders).
+  ``sub`` = config.ssl_prototype: encoder (an encoder config, required: e.g.
+  pruning/configs/*_ssl.py), k, centroids, n_init, encoder_dir (cache of trained encoders).
   The scores' metadata carries the encoder fingerprint and probe accuracies.
   """
   from pruning import scores as scores_lib
