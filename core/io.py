@@ -135,3 +135,19 @@ def to_jsonable(x):
   if x is None or isinstance(x, (bool, int, float, str)):
     return x
   return str(x)
+
+
+def write_rows(workdir: str, rows: list, name: str = "results") -> None:
+  """The one results writer: `rows` (dicts) as <name>.json and <name>.csv (columns in order of
+  first appearance), both atomic, process 0 only."""
+  import csv
+  import io as _io
+  atomic_write_text(os.path.join(workdir, f"{name}.json"), json.dumps(rows, indent=1) + "\n")
+  keys: list = []
+  for r in rows:
+    keys += [k for k in r if k not in keys]
+  buf = _io.StringIO()
+  w = csv.DictWriter(buf, fieldnames=keys)
+  w.writeheader()
+  w.writerows(rows)
+  atomic_write_text(os.path.join(workdir, f"{name}.csv"), buf.getvalue())

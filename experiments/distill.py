@@ -11,8 +11,6 @@ earlier row (results.json is append-only in content); summary.json groups by con
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -21,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from core.config import config_value as _get
-from core.io import atomic_savefig, atomic_write_text, fingerprint, load_json
+from core.io import atomic_savefig, atomic_write_text, fingerprint, write_rows, load_json
 from distill import kip
 from distill.evaluate import METHODS, distill_support, finite_network_eval, krr_test_metrics
 from distill.support import SupportSet, check_images_per_class, load_support, save_support
@@ -32,15 +30,7 @@ from distill.support import SupportSet, check_images_per_class, load_support, sa
 
 
 def write_results(workdir: str, rows: list) -> None:
-  atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(rows, indent=1) + "\n")
-  keys = []
-  for r in rows:
-    keys += [k for k in r if k not in keys]
-  buf = io.StringIO()
-  w = csv.DictWriter(buf, fieldnames=keys)
-  w.writeheader()
-  w.writerows(rows)
-  atomic_write_text(os.path.join(workdir, "results.csv"), buf.getvalue())
+  write_rows(workdir, rows)
 
 
 def row_key(r: dict) -> tuple:
