@@ -34,8 +34,6 @@ workdir, and writes results.json / results.csv / summary.json / table.md and PNG
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import math
 import os
@@ -48,7 +46,7 @@ import ml_collections
 import numpy as np
 
 from core.config import config_value as _get
-from core.io import atomic_savefig, atomic_write_text, fingerprint
+from core.io import atomic_savefig, atomic_write_text, fingerprint, write_rows
 from distill import dsa as dsa_lib
 from distill import synthetic
 from distill.support import SupportSet, init_support, load_support, save_support
@@ -285,17 +283,6 @@ def validate_config(config, data) -> None:
   for ipc in config.images_per_class:
     synthetic.validate(data.train, ipc, "config")
 
-
-def write_rows(workdir: str, rows: list) -> None:
-  atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(rows, indent=1) + "\n")
-  keys = []
-  for r in rows:
-    keys += [k for k in r if k not in keys]
-  buf = io.StringIO()
-  w = csv.DictWriter(buf, fieldnames=keys)
-  w.writeheader()
-  w.writerows(rows)
-  atomic_write_text(os.path.join(workdir, "results.csv"), buf.getvalue())
 
 
 def run_matching(config, workdir: str, *, data=None, progress: bool = True) -> list:
