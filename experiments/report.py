@@ -70,7 +70,8 @@ def _loglog(ax):
 
 METHOD_COLORS = {"random": "black", "el2n": "tab:red", "grand": "tab:purple",
                  "forgetting": "tab:brown", "prototype": "tab:green", "input_norm": "tab:gray",
-                 "kip": "tab:blue", "label_solve": "tab:orange"}
+                 "kip": "tab:blue", "label_solve": "tab:orange", "ssl_prototype": "tab:olive",
+                 "dsa": "tab:cyan", "dm": "tab:pink", "dd": "darkgoldenrod", "dc": "teal"}
 
 
 def _style(lab: str, family: str):
