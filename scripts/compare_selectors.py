@@ -5,21 +5,14 @@
 
 Thin wrapper over `experiments.selectors.run_selectors`; resumable (same --workdir).
 """
-from absl import app, flags
-from ml_collections import config_flags
-
-from core import parallel
+from core import cli
 from experiments import selectors
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "selectors config", lock_config=False)
-_WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumable)")
-flags.mark_flags_as_required(["config", "workdir"])
+cli.define_flags()
 
 
-def main(argv):
-  del argv
-  parallel.maybe_initialize_distributed()
-  out = selectors.run_selectors(_CONFIG.value, _WORKDIR.value)
+def main(config, workdir):
+  out = selectors.run_selectors(config, workdir)
   for s in out["summary"]:
     cost = "" if s["score_cost_s"] is None else f"  score cost {s['score_cost_s']:.1f}s"
     print(f"{s['method']:>18s}  f={s['fraction']:.2f}  n={s['num_kept']:6d}  "
@@ -32,4 +25,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

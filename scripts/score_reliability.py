@@ -6,25 +6,16 @@ f = 0.5 / 0.2, wall-clock cost (thin wrapper over `pruning.reliability.run_relia
         --config.reliability.score_cache=runs/ssl_sweep_mnist1d/baselines/scores \
         --config.reliability.ssl_encoder_dir=runs/ssl_sweep_mnist1d/encoders
 """
-from __future__ import annotations
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from core import parallel
+from core import cli
 from pruning import reliability
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "ssl sweep config", lock_config=False)
-_WORKDIR = flags.DEFINE_string("workdir", None, "output directory")
-flags.mark_flags_as_required(["config", "workdir"])
+cli.define_flags()
 
 
-def main(argv):
-  del argv
-  parallel.maybe_initialize_distributed()
-  out = reliability.run_reliability(_CONFIG.value, _WORKDIR.value)
-  print(reliability.table(out))
+def main(config, workdir):
+  print(reliability.table(reliability.run_reliability(config, workdir)))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -4,25 +4,16 @@
     python scripts/ssl_sweep.py --config=experiments/configs/ssl_sweep_mnist1d.py[:quick] \
         --workdir=runs/ssl_sweep_mnist1d
 """
-from __future__ import annotations
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from core import parallel
+from core import cli
 from experiments import ssl_sweep
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "sweep config file", lock_config=False)
-_WORKDIR = flags.DEFINE_string("workdir", None, "output directory (resumable)")
-flags.mark_flags_as_required(["config", "workdir"])
+cli.define_flags()
 
 
-def main(argv):
-  del argv
-  parallel.maybe_initialize_distributed()
-  out = ssl_sweep.run_ssl_sweep(_CONFIG.value, _WORKDIR.value)
-  print(ssl_sweep.tables(out))
+def main(config, workdir):
+  print(ssl_sweep.tables(ssl_sweep.run_ssl_sweep(config, workdir)))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
