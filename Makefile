@@ -10,7 +10,8 @@ WORKDIR ?= runs/compare
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[test]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[test,tf]'
+	$(BIN)/pip install -q --no-deps -c requirements.lock neural-tangents==0.6.5
 	touch $@
 
 install: $(BIN)/.installed
@@ -24,18 +25,4 @@ test: $(BIN)/.installed
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
 
-# The JAX 0.10 stack (requirements-jax010.lock) in its own venv; TensorFlow only for the TFDS
-# reading tests. Not what CI runs (the default pins stay at JAX 0.5.3 until the whole suite
-# is verified there).
-.venv-jax010/.installed: requirements-jax010.lock pyproject.toml
-	$(PYTHON) -m venv .venv-jax010
-	.venv-jax010/bin/pip install -q --upgrade pip
-	.venv-jax010/bin/pip install -q --no-deps -r requirements-jax010.lock
-	.venv-jax010/bin/pip install -q --no-deps -e .
-	.venv-jax010/bin/pip install -q tensorflow==2.21.0
-	touch $@
-
-test-jax010: .venv-jax010/.installed
-	.venv-jax010/bin/python -m pytest -q -n 2 -m "not slow" tests
-
-.PHONY: install demo test test-fast test-jax010
+.PHONY: install demo test test-fast
