@@ -49,9 +49,11 @@ def atomic_write_text(path: str, text: str) -> None:
     fh.write(text)
 
 
-def atomic_save_npz(path: str, **arrays) -> None:
-  """np.savez of `arrays` (no pickled objects: load with allow_pickle=False)."""
-  if not is_writer():
+def atomic_save_npz(path: str, *, any_process: bool = False, **arrays) -> None:
+  """np.savez of `arrays` (no pickled objects: load with allow_pickle=False).
+  `any_process`: this process writes even if it is not process 0 (a per-process file, such
+  as a score shard)."""
+  if not (any_process or is_writer()):
     return
   with _replace_when_done(path, ".npz.tmp") as tmp, open(tmp, "wb") as fh:
     np.savez(fh, **arrays)

@@ -238,3 +238,11 @@ def sync_processes(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(name)
+
+
+def broadcast_from_process0(value: int) -> int:
+  """Process 0's integer `value` on every process (a collective: all processes call it)."""
+  if jax.process_count() == 1:
+    return int(value)
+  from jax.experimental import multihost_utils
+  return int(multihost_utils.broadcast_one_to_all(np.int32(value)))

@@ -17,14 +17,26 @@ and is refused on load, while a consistent reordering of whole pairs is fine.
 A file without a digest (written before it existed) is refused by `load`; the
 cache (`cached`) recomputes it.
 
-Files are written atomically (temporary file + ``os.replace``) and, under
-several processes, only by process 0 after the scores were gathered, so a file
-on disk is always complete. Loading checks the ids and the dataset fingerprint
+Files are written atomically (temporary file + ``os.replace``), so a file on
+disk is always complete. Loading checks the ids and the dataset fingerprint
 against the dataset the scores are meant for and raises `ScoreFileError` (a
 `ValueError`) naming both on mismatch.
 
 `cached(...)` computes scores once per (method, config, dataset) and reuses the
 file afterwards; the file name carries a hash of the canonical JSON of those.
+
+Several processes (one per host): each process writes one *score shard*,
+``<score file>.shard-0000i-of-0000P.npz`` (a score file of its own with its own digest),
+holding the ids of its contiguous slice `core.data.shard_range(n, i, P)` of the dataset
+order and their scores. After a barrier process 0 merges the shards (`merge_shards`): every
+shard must be present with an intact digest, the same method and dataset fingerprint, and
+every dataset id must appear exactly once across them; otherwise `ScoreShardError` names
+the shard files and the missing or duplicated ids. It then writes the one score file (`save`)
+and removes the shards, and every process reads back that verified file. The shards live
+beside the score file, so its folder must be one that every host sees (a shared filesystem
+or bucket mount). The scorers in `pruning.scores` still gather each per-example score (a
+scalar, 8 bytes per example and run, not logits) to every process, so a shard is that
+process's slice of the gathered result: the merge is the verified write, not a memory saving.
 """
 from __future__ import annotations
 
@@ -45,6 +57,11 @@ FORMAT_VERSION = 1
 
 class ScoreFileError(ValueError):
   """A score file that is missing, malformed or for another dataset."""
+
+
+class ScoreShardError(ScoreFileError):
+  """Score shards that cannot be merged: missing, corrupt, inconsistent, or not covering
+  every id exactly once (the message names the shard files)."""
 
 
 def pair_digest(ids, scores, per_run=None) -> str:
@@ -87,15 +104,24 @@ class ScoreResult:
   def method(self) -> str:
     return str(self.meta.get("method", ""))
 
-  def aligned_to(self, ids) -> np.ndarray:
-    """Scores in the order of `ids` (every id must be scored)."""
-    ids = np.asarray(ids, dtype=np.int64)
+  def subset(self, ids) -> "ScoreResult":
+    """The scores (and per-run columns) of `ids`, in that order (every id must be scored)."""
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    pos = self._positions(ids)
+    return ScoreResult(ids, self.scores[pos], dict(self.meta),
+                       None if self.per_run is None else self.per_run[:, pos])
+
+  def _positions(self, ids: np.ndarray) -> np.ndarray:
     order = np.argsort(self.ids, kind="stable")
     pos = np.clip(np.searchsorted(self.ids[order], ids), 0, len(order) - 1)
     bad = self.ids[order][pos] != ids
     if bad.any():
       raise ScoreFileError(f"{bad.sum()} ids have no score, e.g. {ids[bad][:5].tolist()}")
-    return self.scores[order[pos]]
+    return order[pos]
+
+  def aligned_to(self, ids) -> np.ndarray:
+    """Scores in the order of `ids` (every id must be scored)."""
+    return self.scores[self._positions(np.asarray(ids, dtype=np.int64))]
 
 
 def config_key(method: str, config: Any, fingerprint: str) -> str:
@@ -104,8 +130,8 @@ def config_key(method: str, config: Any, fingerprint: str) -> str:
                             "fingerprint": fingerprint, "v": FORMAT_VERSION})
 
 
-def save(path: str, result: ScoreResult) -> str:
-  """Writes `result` atomically (call from one process only)."""
+def save(path: str, result: ScoreResult, *, any_process: bool = False) -> str:
+  """Writes `result` atomically. Only process 0 writes unless `any_process` (a shard)."""
   meta = dict(to_jsonable(result.meta))
   meta.setdefault("format_version", FORMAT_VERSION)
   meta["pair_digest"] = pair_digest(result.ids, result.scores, result.per_run)
@@ -113,7 +139,7 @@ def save(path: str, result: ScoreResult) -> str:
                 meta_json=np.asarray(json.dumps(meta, sort_keys=True)))
   if result.per_run is not None:
     arrays["per_run"] = result.per_run
-  files.atomic_save_npz(path, **arrays)
+  files.atomic_save_npz(path, any_process=any_process, **arrays)
   return path
 
 
@@ -182,13 +208,122 @@ def path_for(cache_dir: str, method: str, config: Any, dataset: data_lib.ArrayDa
   return os.path.join(cache_dir, f"{method}-{key}.npz")
 
 
+# ----------------------------------------------------------------------------
+# One shard per process, merged into one verified score file.
+
+SHARD_KEYS = ("shard_index", "shard_count")
+
+
+def shard_path(path: str, index: int, count: int) -> str:
+  """The shard of process `index` of `count` for score file `path`."""
+  return f"{path}.shard-{int(index):05d}-of-{int(count):05d}.npz"
+
+
+def process_ids(ids, index: int, count: int) -> np.ndarray:
+  """Process `index`'s contiguous slice of `ids` (`core.data.shard_range`): disjoint,
+  covering, sizes differing by at most one."""
+  ids = np.asarray(ids, dtype=np.int64)
+  start, end = data_lib.shard_range(len(ids), int(index), int(count))
+  return ids[start:end]
+
+
+def write_shard(path: str, index: int, count: int, result: ScoreResult) -> str:
+  """Writes `result` (the ids this process scored) as shard `index` of `count` of score file
+  `path`, atomically, with its own id-score digest. Returns the shard's path."""
+  meta = dict(result.meta, shard_index=int(index), shard_count=int(count))
+  return save(shard_path(path, index, count),
+              ScoreResult(result.ids, result.scores, meta, result.per_run), any_process=True)
+
+
+def _ids_list(a: np.ndarray, limit: int = 10) -> str:
+  a = np.asarray(a)
+  more = f" (and {len(a) - limit} more)" if len(a) > limit else ""
+  return f"{a[:limit].tolist()}{more}"
+
+
+def merge_shards(path: str, count: int, dataset, *, remove: bool = True) -> ScoreResult:
+  """Merges the `count` shards of score file `path` into that file and returns it.
+
+  Checks: every shard file exists and loads with an intact digest (`load`), all carry the
+  same method, dataset and fingerprint as the dataset, shard i says it is i of `count`, and
+  every id of `dataset` appears exactly once across the shards; else `ScoreShardError` names
+  the shard files and the bad ids. The merged file holds the ids in dataset order and the
+  shards' metadata without the shard keys; it is what one process would have written.
+  With `remove`, the shards are deleted once the file is written.
+  """
+  count = int(count)
+  paths = [shard_path(path, i, count) for i in range(count)]
+  missing = [p for p in paths if not os.path.exists(p)]
+  if missing:
+    raise ScoreShardError(
+        f"score shards missing: {missing} (of {count} for {path}). Each of the {count} "
+        f"processes writes its own shard before the merge; the score folder must be one every "
+        f"host sees (a shared filesystem), and every process must run the scoring. Rerun "
+        f"the scoring (stale shards are overwritten)")
+  shards = []
+  for i, p in enumerate(paths):
+    try:
+      r = load(p)
+    except ScoreFileError as e:
+      raise ScoreShardError(f"score shard {p} is not valid: {e}") from None
+    if (r.meta.get("shard_index"), r.meta.get("shard_count")) != (i, count):
+      raise ScoreShardError(f"score shard {p} says it is shard {r.meta.get('shard_index')} of "
+                            f"{r.meta.get('shard_count')}, expected {i} of {count}; delete "
+                            f"{paths} and rerun the scoring")
+    shards.append(r)
+  first = {k: v for k, v in shards[0].meta.items() if k not in SHARD_KEYS + ("pair_digest",)}
+  for p, r in zip(paths[1:], shards[1:]):
+    other = {k: v for k, v in r.meta.items() if k not in SHARD_KEYS + ("pair_digest",)}
+    if other != first:
+      diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+      raise ScoreShardError(f"score shards {paths[0]} and {p} disagree on metadata {diff}: "
+                            f"they come from different scoring runs; delete {paths} and rerun")
+    if (r.per_run is None) != (shards[0].per_run is None) or (
+        r.per_run is not None and r.per_run.shape[0] != shards[0].per_run.shape[0]):
+      raise ScoreShardError(f"score shards {paths[0]} and {p} hold different numbers of "
+                            f"per-run scores; delete {paths} and rerun")
+  fp = dataset.fingerprint()
+  if first.get("fingerprint") not in (None, fp):
+    raise ScoreShardError(f"score shards {paths} were computed on a dataset with fingerprint "
+                          f"{first.get('fingerprint')!r}, but {dataset.name!r} has {fp!r}; "
+                          f"delete them and rerun")
+  all_ids = np.concatenate([r.ids for r in shards])
+  owner = np.concatenate([np.full(len(r.ids), i) for i, r in enumerate(shards)])
+  uniq, counts = np.unique(all_ids, return_counts=True)
+  dup = uniq[counts > 1]
+  if len(dup):
+    files_with = sorted({paths[k] for k in owner[np.isin(all_ids, dup)]})
+    raise ScoreShardError(f"score shards {files_with} score {len(dup)} ids more than once: "
+                          f"{_ids_list(dup)}; each id must be in exactly one shard (were the "
+                          f"processes launched with distinct process ids?); delete {paths} and "
+                          f"rerun the scoring")
+  want = np.asarray(dataset.ids, dtype=np.int64)
+  lost = np.setdiff1d(want, all_ids)
+  extra = np.setdiff1d(all_ids, want)
+  if len(lost) or len(extra):
+    raise ScoreShardError(f"score shards {paths} do not cover {dataset.name!r} exactly: "
+                          f"{len(lost)} ids missing {_ids_list(lost)}, {len(extra)} ids not in "
+                          f"the dataset {_ids_list(extra)}; delete them and rerun the scoring")
+  scores = np.concatenate([r.scores for r in shards])
+  per_run = (None if shards[0].per_run is None
+             else np.concatenate([r.per_run for r in shards], axis=1))
+  merged = ScoreResult(all_ids, scores, first, per_run).subset(want)
+  save(path, merged)
+  if remove:
+    for p in paths:
+      os.remove(p)
+  return merged
+
+
 def cached(cache_dir: Optional[str], method: str, config: Any,
            dataset: data_lib.ArrayDataset, compute: Callable[[], ScoreResult],
            log: Callable[[str], None] = lambda s: None) -> ScoreResult:
   """Loads the score file for (method, config, dataset) or computes and writes it.
 
-  Every process calls this; all compute (the computation may contain
-  collectives), process 0 writes, the others wait for the file.
+  Every process calls this and all compute (the computation may contain collectives).
+  One process: it writes the file. Several: each writes its shard (its `process_ids` slice),
+  then, after a barrier, process 0 merges them into the one verified file (`merge_shards`);
+  every process then returns that file's scores. A failed merge raises on every process.
   """
   if not cache_dir:
     return compute()
@@ -200,8 +335,26 @@ def cached(cache_dir: Optional[str], method: str, config: Any,
     log(f"recomputing scores {path}: written without an id-score digest")
   res = compute()
   from core import parallel
-  if parallel.process_index() == 0:
+  count, index = parallel.process_count(), parallel.process_index()
+  name = os.path.basename(path)
+  if count == 1:
     save(path, res)
     log(f"wrote scores {path}")
-  parallel.sync_processes(f"score_io.cached:{os.path.basename(path)}")
-  return res
+    return res
+  mine = res.subset(process_ids(dataset.ids, index, count))
+  write_shard(path, index, count, mine)
+  parallel.sync_processes(f"score_io.shards:{name}")
+  error = None
+  if index == 0:
+    try:
+      merge_shards(path, count, dataset)
+      log(f"merged {count} score shards into {path}")
+    except ScoreFileError as e:
+      error = e
+  merged_ok = parallel.broadcast_from_process0(int(error is None))
+  if error is not None:
+    raise error
+  if not merged_ok:
+    raise ScoreShardError(f"process 0 could not merge the {count} score shards of {path} "
+                          f"(its error names the files); rerun the scoring")
+  return load(path, dataset, expect={"method": method})
