@@ -11,9 +11,14 @@ Inputs are channels-last: (n, H, W, C) images or (n, L, C) sequences.
   * ``cnn``       - small 2-D CNN for 8x8 digits (2 conv + avgpool + 2 dense).
   * ``cnn1d``     - the MNIST-1D authors' CNN: 3 conv1d layers of 25 channels
                     (kernels 5, 3, 3; stride 2; padding 1; ReLU) + linear.
-  * ``resnet18``  - CIFAR ResNet-18 (3x3 stem, no max-pool), as in Data Diet.
+  * ``resnet18``  - ResNet-18 (basic blocks). ``stem="cifar"`` (default): 3x3
+                    stride-1 stem, no max-pool, as in Data Diet; ``stem="imagenet"``:
+                    7x7 stride-2 conv, BN, ReLU, 3x3 stride-2 max-pool (He et al. 2016).
                     BatchNorm; inside the pmapped trainer the batch statistics
                     are synchronised across devices (``bn_axis_name``).
+  * ``resnet50``  - ResNet-50: bottleneck blocks (1x1, 3x3 with the stride, 1x1 with 4x
+                    the width: "v1.5", as torchvision and the Flax ImageNet example),
+                    stages (3, 4, 6, 3); same ``stem`` choice (configs use "imagenet").
   * ``convnet``   - KIP / dataset-condensation ConvNet: ``depth`` blocks of
                     conv3x3 -> norm -> ReLU -> avgpool 2x2 (a pool is skipped once
                     the spatial size is 1, so depth 3 works on 8x8 digits),
@@ -103,25 +108,64 @@ class BasicBlock(nn.Module):
     return nn.relu(x + y)
 
 
+class BottleneckBlock(nn.Module):
+  """1x1 (filters) -> 3x3 (filters, stride) -> 1x1 (4 filters), projection when the shape
+  changes; the stride sits in the 3x3 conv (ResNet "v1.5")."""
+  filters: int
+  strides: int = 1
+  norm: Callable = nn.BatchNorm
+  expansion: int = 4
+
+  @nn.compact
+  def __call__(self, x):
+    s = (self.strides, self.strides)
+    y = nn.relu(self.norm()(nn.Conv(self.filters, (1, 1), use_bias=False)(x)))
+    y = nn.Conv(self.filters, (3, 3), s, padding=[(1, 1), (1, 1)], use_bias=False)(y)
+    y = nn.relu(self.norm()(y))
+    y = nn.Conv(self.filters * self.expansion, (1, 1), use_bias=False)(y)
+    y = self.norm(scale_init=nn.initializers.ones)(y)
+    if x.shape != y.shape:
+      x = nn.Conv(self.filters * self.expansion, (1, 1), s, use_bias=False)(x)
+      x = self.norm()(x)
+    return nn.relu(x + y)
+
+
+STEMS = ("cifar", "imagenet")
+BLOCKS = {"basic": BasicBlock, "bottleneck": BottleneckBlock}
+
+
 class ResNet(nn.Module):
-  """CIFAR ResNet (3x3 stem, no max-pool). ResNet-18: stage_sizes (2, 2, 2, 2)."""
+  """ResNet. ResNet-18: stage_sizes (2, 2, 2, 2), basic blocks; ResNet-50: (3, 4, 6, 3),
+  bottleneck blocks. stem 'cifar': 3x3 stride-1 conv (32x32 inputs keep their resolution);
+  'imagenet': 7x7 stride-2 conv + 3x3 stride-2 max-pool (224x224 -> 56x56 before stage 1)."""
   num_classes: int = 10
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   width: int = 64
   bn_momentum: float = 0.9
   bn_axis_name: Optional[str] = None  # set by the trainer for cross-device BN
+  stem: str = "cifar"
+  block: str = "basic"
 
   @nn.compact
   def __call__(self, x, train: bool = False, return_embedding: bool = False):
+    if self.stem not in STEMS:
+      raise ValueError(f"resnet: unknown stem {self.stem!r}; choose from {STEMS}")
+    if self.block not in BLOCKS:
+      raise ValueError(f"resnet: unknown block {self.block!r}; choose from {tuple(BLOCKS)}")
     norm = lambda **kw: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                                      epsilon=1e-5, axis_name=self.bn_axis_name if train else None,
                                      **kw)
-    h = nn.Conv(self.width, (3, 3), padding=[(1, 1), (1, 1)], use_bias=False)(x)
-    h = nn.relu(norm()(h))
+    if self.stem == "cifar":
+      h = nn.Conv(self.width, (3, 3), padding=[(1, 1), (1, 1)], use_bias=False)(x)
+      h = nn.relu(norm()(h))
+    else:
+      h = nn.Conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], use_bias=False)(x)
+      h = nn.relu(norm()(h))
+      h = nn.max_pool(h, (3, 3), strides=(2, 2), padding=[(1, 1), (1, 1)])
+    block = BLOCKS[self.block]
     for i, n_blocks in enumerate(self.stage_sizes):
       for j in range(n_blocks):
-        h = BasicBlock(self.width * 2 ** i, strides=2 if (i > 0 and j == 0) else 1,
-                       norm=norm)(h)
+        h = block(self.width * 2 ** i, strides=2 if (i > 0 and j == 0) else 1, norm=norm)(h)
     h = jnp.mean(h, axis=tuple(range(1, h.ndim - 1)))
     logits = nn.Dense(self.num_classes)(h)
     return _out(logits, h, return_embedding)
@@ -159,6 +203,7 @@ MODELS = {
     "cnn": SmallCNN,
     "cnn1d": CNN1D,
     "resnet18": lambda **kw: ResNet(stage_sizes=(2, 2, 2, 2), **kw),
+    "resnet50": lambda **kw: ResNet(stage_sizes=(3, 4, 6, 3), block="bottleneck", **kw),
     "resnet": ResNet,
     "convnet": ConvNet,
     "convnet1d": ConvNet,
