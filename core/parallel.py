@@ -240,6 +240,19 @@ def sync_processes(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def use_compilation_cache(folder: str, min_compile_seconds: float = 1.0) -> None:
+  """Persists compiled programs in `folder`, so later runs and later seeds of a run (method
+  code that builds fresh closures per run recompiles otherwise) reuse them. Drivers pass a
+  folder inside their workdir: a fresh workdir starts cold, so its timings include
+  compilation. Single-process runs only: a no-op with several processes (they would all
+  write to one folder)."""
+  if jax.process_count() > 1:
+    return
+  os.makedirs(folder, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", folder)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+
+
 def broadcast_from_process0(value: int) -> int:
   """Process 0's integer `value` on every process (a collective: all processes call it)."""
   if jax.process_count() == 1:

@@ -8,7 +8,11 @@
      support set (KIP, Label Solve), then evaluates the set twice - by training
      the same finite network with the shared trainer and by kernel ridge
      regression with the NTK - caching each cell under workdir/cells;
-  4. writes results.csv / results.json, the plots and report.md / report.html.
+  4. writes results.csv / results.json, the plots and report.md / report.html, with two
+     sections of their own: the scaling experiment's small grid (experiments.scaling) and
+     distilled sets (KIP, Label Solve, DSA, DM, ...) beside random real images and the best
+     pruning rule under evaluation controls (experiments.distill_controls: hard / own /
+     teacher labels x augmentation at evaluation x cost).
 
 Budgets: `per_class_budgets` (k examples of every class, exactly; all methods
 incl. distillation) and `fractions` of the training set (pruning only). Every
@@ -265,14 +269,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
   os.makedirs(workdir, exist_ok=True)
   atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
   cells = plan_cells(config, data.train)
-  scores = {}
-  for m in config.pruning_methods:
-    if m == "random":
-      continue
-    sc = ml_collections.ConfigDict(config.scores.to_dict())
-    sc.train = config.score_train
-    scores[m] = scores_lib.compute_scores(m, data, sc, cache_dir=os.path.join(workdir, "scores"),
-                                          log=tqdm.write)
+  scores = compute_all_scores(config, data, workdir)
   evaluator = Evaluator(config, data)
   cache = CellCache(workdir, fingerprint(
       [data.train.fingerprint(), data.test.fingerprint(), config.train.to_dict(),
@@ -296,8 +293,99 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
   }
   report.write_report(rows, workdir, dataset=data.name,
                       config_json=config.to_json_best_effort(indent=1), plots=plots,
-                      notes=protocol_notes(config, data), sections=scaling_sections(config, workdir))
+                      notes=protocol_notes(config, data),
+                      sections=(scaling_sections(config, workdir)
+                                + controls_sections(config, workdir, rows, data, scores)))
   return rows
+
+
+def compute_all_scores(config, data, workdir: str) -> dict:
+  """{method: ScoreResult} of every pruning method but random, cached under workdir/scores.
+  The seconds each score took when it was computed are kept in scores/seconds.json (the cost
+  column of the controls section)."""
+  cache_dir = os.path.join(workdir, "scores")
+  seconds_path = os.path.join(cache_dir, "seconds.json")
+  seconds = load_json(seconds_path, what="score timings") if os.path.exists(seconds_path) else {}
+  scores = {}
+  for m in config.pruning_methods:
+    if m == "random":
+      continue
+    sc = ml_collections.ConfigDict(config.scores.to_dict())
+    sc.train = config.score_train
+    reused = []
+
+    def log(msg, reused=reused):
+      reused.append(msg.startswith("reusing"))
+      tqdm.write(msg)
+
+    t0 = time.time()
+    scores[m] = scores_lib.compute_scores(m, data, sc, cache_dir=cache_dir, log=log)
+    if not any(reused):
+      seconds[m] = round(time.time() - t0, 2)
+  if scores:
+    atomic_write_text(seconds_path, json.dumps(seconds, indent=1) + "\n")
+  return scores
+
+
+def best_pruning_sets(config, rows: list, data, scores: dict, controls_config,
+                      score_seconds: dict) -> list:
+  """The best pruning rule (score x mode, by mean finite-network accuracy over the comparison's
+  seeds) at each per-class budget the controls run at, as GivenSets (real examples, hard
+  targets) for experiments.distill_controls, one per controls seed. Cost: the seconds the
+  score took when it was computed (`score_seconds`, 0 for random)."""
+  from distill import controls
+  from distill.support import SupportSet
+  from experiments.distill_controls import GivenSet
+  out = []
+  for ipc in controls_config.images_per_class:
+    cand = {}
+    for r in rows:
+      if r["family"] == "pruning" and r["per_class"] == int(ipc) and r["method"] != "random":
+        cand.setdefault((r["method"], r["mode"]), []).append(r["network_accuracy"])
+    if not cand:
+      continue
+    (method, mode), _ = max(cand.items(), key=lambda kv: (np.mean(kv[1]), kv[0]))
+    budget = int(ipc) * data.num_classes
+    for seed in controls_config.seeds:
+      cell = Cell(method, mode, budget, int(ipc), budget / len(data.train), int(seed))
+      ids = keep_ids(cell, scores.get(method), data.train, config)
+      sub = data.train.subset(ids)
+      support = SupportSet(x=np.asarray(sub.x),
+                           y=controls.hard_targets(sub.labels, data.num_classes),
+                           labels=np.asarray(sub.labels), init_ids=np.asarray(ids))
+      cost = {"cost_seconds": float(score_seconds.get(method, 0.0)), "cost_example_passes": 0.0,
+              "cost_kernel_entries": 0.0}
+      out.append(GivenSet(method="pruned", display=f"best pruning: {report.label(method, mode)}",
+                          images_per_class=int(ipc), seed=int(seed), support=support,
+                          cost=cost))
+  return out
+
+
+def controls_sections(config, workdir: str, rows: list, data, scores: dict) -> tuple:
+  """Distilled sets beside random real images and the best pruning rule under the evaluation
+  controls (experiments.distill_controls), cached under workdir/distill_controls, as a report
+  section. Every set is trained by the comparison's own evaluation network (config.train)."""
+  dc = config.get("distill_controls")
+  if dc is None or not dc.get("enabled", False):
+    return ()
+  from experiments import distill_controls
+  cc = ml_collections.ConfigDict(dc.config.to_dict())
+  if dict(cc.dataset) != dict(config.dataset):
+    raise ValueError(f"distill_controls.config.dataset {dict(cc.dataset)} differs from the "
+                     f"comparison's {dict(config.dataset)}: set them equal")
+  cc.finite_train = ml_collections.ConfigDict(config.train.to_dict())  # the one evaluation net
+  cc.kip_fc = dict(kernel=config.distill.kernel.to_dict(), kip=config.distill.kip.to_dict())
+  cc.label_solve = config.distill.label_solve.to_dict()  # the KIP / Label Solve rows above
+  given = []
+  if dc.get("best_pruning", True):
+    path = os.path.join(workdir, "scores", "seconds.json")
+    seconds = load_json(path, what="score timings") if os.path.exists(path) else {}
+    given = best_pruning_sets(config, rows, data, scores, cc, seconds)
+  res = distill_controls.run_distill_controls(cc, os.path.join(workdir, "distill_controls"),
+                                              data=data, given_sets=given,
+                                              progress=bool(config.progress_bar))
+  return (distill_controls.controls_section(distill_controls.summarize(res), cc,
+                                            image_prefix="distill_controls/"),)
 
 
 def scaling_sections(config, workdir: str) -> tuple:

@@ -5,6 +5,7 @@
 Multi-host: one process per host with PRUNE_COORDINATOR_ADDRESS / PRUNE_NUM_PROCESSES /
 PRUNE_PROCESS_ID set and a --workdir every host sees; process 0 writes.
 """
+import os
 
 from core import cli, parallel
 from experiments import compare
@@ -13,6 +14,7 @@ cli.define_flags(default_config="experiments/configs/compare.py", default_workdi
 
 
 def main(config, workdir):
+  parallel.use_compilation_cache(os.path.join(workdir, "jax_cache"))
   rows = compare.run_comparison(config, workdir)
   if parallel.process_index() == 0:
     print(f"{len(rows)} cells; report: {workdir}/report.html")

@@ -1,5 +1,6 @@
 """The main job end to end on a tiny grid: report files, rows, cache, bad configs."""
 import csv
+import json
 import os
 
 import numpy as np
@@ -20,6 +21,8 @@ def tiny_config():
   c.train.num_steps = 60
   c.distill.kip.steps = 10
   c.progress_bar = False
+  # the controls section with one network-based distiller (DSA's plumbing is DM's + DC's)
+  c.distill_controls.config.methods = ("random", "label_solve", "kip_fc", "dm")
   return c
 
 
@@ -49,12 +52,29 @@ def test_quick_report_rows_and_cache(tmp_path, monkeypatch):
   # Even a few KIP / training steps beat chance (10%) on digits by far.
   assert min(float(r["krr_accuracy"]) for r in csv_rows) > 0.3
   html = open(os.path.join(workdir, "report.html")).read()
-  assert html.count("data:image/png;base64,") == 3
+  assert html.count("data:image/png;base64,") == 5  # 3 plots + the controls section's 2
+  # The controls section: every set under every label x augmentation setting, the best
+  # pruning rule at 5 per class among them, and the KIP of the comparison itself.
+  ctl = json.load(open(os.path.join(workdir, "distill_controls", "summary.json")))
+  methods = {s["method"] for s in ctl}
+  assert methods == {"random", "pruned", "label_solve", "kip_fc", "dm"}
+  assert len(ctl) == 5 * 6
+  best = max((r for r in rows if r["family"] == "pruning" and r["per_class"] == 5
+              and r["method"] != "random"), key=lambda r: r["network_accuracy"])
+  assert {s["display"] for s in ctl if s["method"] == "pruned"} == {
+      f"best pruning: {best['method']} ({best['mode']})"}
+  assert "## Distilled sets vs random real images and the best pruning rule" in \
+      open(os.path.join(workdir, "report.md")).read()
+  kip = next(s for s in ctl if s["method"] == "kip_fc")  # 10 steps x (n_s^2 + n_t n_s)
+  assert kip["cost_kernel_entries"] == 10 * (50 * 50 + 500 * 50)
   # A rerun with the same workdir trains and distils nothing again.
   def fail(*args, **kwargs):
     raise AssertionError("a finished cell was evaluated again")
   monkeypatch.setattr(compare.Evaluator, "pruned", fail)
   monkeypatch.setattr(compare.Evaluator, "distilled", fail)
+  from distill import controls
+  monkeypatch.setattr(controls, "evaluate_controls", fail)
+  monkeypatch.setattr(controls, "make_support", fail)
   again = compare.run_comparison(tiny_config(), workdir)
   assert [(r["network_accuracy"], r["krr_accuracy"]) for r in again] == \
       [(r["network_accuracy"], r["krr_accuracy"]) for r in rows]

@@ -1,8 +1,11 @@
 """Distillation beyond kernels on sklearn digits: DD, DC, DSA, DM beside KIP, Label Solve and
-random real images, under the evaluation controls of distill.controls.
+random real images, under the evaluation controls of distill.controls (driver:
+experiments/distill_controls.py).
 
-    python -m distill.controls --config=distill/configs/digits_matching.py --workdir=/tmp/dm_digits
-    python -m distill.controls --config=distill/configs/digits_matching.py:quick --workdir=/tmp/dm_q
+    python scripts/distill_controls.py --config=distill/configs/digits_matching.py \
+        --workdir=/tmp/dm_digits
+    python scripts/distill_controls.py --config=distill/configs/digits_matching.py:quick \
+        --workdir=/tmp/dm_q
 
 Every set is evaluated by the same finite network as the main job's sets (MLP 256-256,
 500 Adam steps, MSE on targets, centred at init) with hard labels / the method's own

@@ -2,8 +2,9 @@
 DSA, DM with the 1-D ConvNet beside KIP (FC NTK), Label Solve and random real signals, at 1
 and 10 per class, under the controls of distill.controls.
 
-    python -m distill.controls --config=distill/configs/mnist1d_matching.py --workdir=/tmp/dm_m1d
-    python -m distill.controls --config=distill/configs/mnist1d_matching.py:quick \
+    python scripts/distill_controls.py --config=distill/configs/mnist1d_matching.py \
+        --workdir=/tmp/dm_m1d
+    python scripts/distill_controls.py --config=distill/configs/mnist1d_matching.py:quick \
         --workdir=/tmp/dm_m1dq
 
 Networks of DD / DC / DSA / DM: the DC ConvNet in 1-D (conv 3 -> instance norm -> ReLU ->

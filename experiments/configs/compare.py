@@ -66,7 +66,26 @@ def comparison_config(*, dataset: dict, train, score_train,
   # The scaling experiment (experiments/scaling.py) on a small MNIST-1D grid, as a report
   # section: test error vs examples kept across pool sizes, beside the theory.
   c.scaling = ml_collections.ConfigDict(dict(enabled=False, config=ml_collections.ConfigDict()))
+  # Distilled sets beside random real images and the best pruning rule under evaluation
+  # controls (experiments/distill_controls.py; a distill/configs/*_matching.py config; its
+  # finite_train is replaced by `train`, the one evaluation network), as a report section.
+  c.distill_controls = ml_collections.ConfigDict(dict(enabled=False, best_pruning=True,
+                                                      config=ml_collections.ConfigDict()))
   return c
+
+
+def main_job_controls(c, matching, methods, seeds, skip=()) -> ml_collections.ConfigDict:
+  """The controls section of a comparison: `matching` (a *_matching.py config) restricted to
+  `methods` / `seeds`. Its kip_fc / label_solve sections are replaced at run time by the
+  comparison's own `distill` settings (experiments.compare.controls_sections), so the section's
+  KIP is the KIP of the tables above."""
+  matching.methods = tuple(methods)
+  matching.seeds = tuple(seeds)
+  matching.skip = tuple(skip)
+  matching.per_ipc = {k: {m: v for m, v in d.items() if m in methods}
+                      for k, d in matching.per_ipc.to_dict().items()}
+  matching.figure = dict(images_per_class=10, seed=0)
+  return ml_collections.ConfigDict(dict(enabled=True, best_pruning=True, config=matching))
 
 
 def shrink_for_quick(c) -> None:
@@ -81,10 +100,24 @@ def shrink_for_quick(c) -> None:
   c.theory.num_alpha = 12
   c.scaling.enabled = False
   c.pruning_methods = tuple(m for m in c.pruning_methods if m != "ssl_prototype")
+  if c.distill_controls.enabled:  # a few iterations of each method: the section's plumbing
+    cc = c.distill_controls.config
+    cc.images_per_class = (5,)
+    cc.seeds = (0,)
+    cc.evaluation.label_modes = ("hard", "own", "teacher")
+    cc.finite_train_teacher.num_steps = 100
+    cc.figure = dict(images_per_class=5, seed=0)
+    for m, iters in (("dd", 2), ("dc", 2), ("dsa", 2), ("dm", 10)):
+      if m in cc:
+        cc[m].iterations = iters
+    for m in ("dc", "dsa"):
+      if m in cc:
+        cc[m].outer_loop, cc[m].inner_loop = 2, 2
+    cc.per_ipc = {}
 
 
 def get_config(arg=None):
-  arg = check_arg(arg, "quick")
+  arg = check_arg(arg, "quick", "distill_full")
   score_train = digits_cnn.get_config()
   score_train.num_epochs = 10
   score_train.progress_bar = False
@@ -105,6 +138,16 @@ def get_config(arg=None):
   c.pruning_methods = tuple(c.pruning_methods) + ("ssl_prototype",)
   c.scores.ssl_prototype = ml_collections.ConfigDict(dict(
       encoder=encoder, k=10, centroids="kmeans", n_init=3, baselines=()))
+  # DSA and DM (CPU-scaled: distill/configs/digits_matching.py) beside KIP, Label Solve, random
+  # real images and the best pruning rule at 1, 10, 50 per class, seeds 0 and 1, under the
+  # label x augmentation controls. DSA at 50 per class and DD / DC / KIP-ConvNet: :distill_full.
+  from distill.configs import digits_matching
+  full = arg == "distill_full"
+  methods = (("random", "label_solve", "kip_fc", "kip_conv", "dd", "dc", "dsa", "dm") if full
+             else ("random", "label_solve", "kip_fc", "dsa", "dm"))
+  c.distill_controls = main_job_controls(
+      c, digits_matching.get_config(), methods, seeds=(0, 1),
+      skip=digits_matching.get_config().skip if full else (("dsa", 50),))
   if arg == "quick":
     shrink_for_quick(c)
   return c
