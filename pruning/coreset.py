@@ -467,30 +467,15 @@ def embedding_for(data, config, sub) -> np.ndarray:
   (labels used); 'random_features': the same network at init; 'pca': a `sub.dim`-d PCA of the
   inputs (label-free, no network).
   """
-  from core import predict as predict_lib
-  from pruning import scores as scores_lib
-  ds = data.train
+  from pruning import prototypes, scoring_runs
   kind = sub.embedding
   if kind == "pca":
-    return scores_lib.pca_embedding(ds.x, int(sub.dim), int(config.seed))
+    return prototypes.pca_embedding(data.train.x, int(sub.dim), int(config.seed))
   if kind not in ("supervised", "random_features"):
     raise ValueError(f"unknown coreset embedding {kind!r}; choose supervised, random_features "
                      f"or pca")
-  scores_lib._need_train(config, f"coreset/{kind}")
-  tc = scores_lib._run_config(config, 0)
   epoch = int(sub.epoch) if kind == "supervised" else 0
-  return scores_lib._train_until(tc, data, epoch, lambda model, st: predict_lib.predict(
-      model, st, ds, int(config.predict_batch_size), return_embedding=True,
-      num_devices=tc.get("num_devices"), reduce_fn=scores_lib._no_logits)["embeddings"])
-
-
-def _with_defaults(sub, defaults: dict):
-  """`sub` over `defaults`, shallow: a nested dict in `sub` replaces the default one."""
-  import ml_collections
-  out = dict(defaults)
-  if sub is not None:
-    out.update(sub.to_dict() if hasattr(sub, "to_dict") else dict(sub))
-  return ml_collections.ConfigDict(out)
+  return scoring_runs.network_embedding(config, data, epoch, f"coreset/{kind}")
 
 
 def _num_devices(config):
@@ -504,10 +489,10 @@ def make_scorer(mode: str):
 
   def scorer(data, config, sub, log):
     import time
-    from pruning import scores as scores_lib
+    from pruning import scoring_runs
     from pruning.score_io import ScoreResult
     t0 = time.time()
-    sub = _with_defaults(sub, SCORER_DEFAULTS)
+    sub = scoring_runs.with_defaults(sub, SCORER_DEFAULTS)
     emb = embedding_for(data, config, sub)
     t_emb = time.time() - t0
     if sub.normalize:
@@ -517,9 +502,9 @@ def make_scorer(mode: str):
                             num_devices=_num_devices(config))
     wall = time.time() - t0
     log(f"{mode}: embedding {t_emb:.1f}s, greedy {wall - t_emb:.1f}s")
-    meta = scores_lib._meta(mode, data, config, sub, embedding=sub.embedding,
-                            per_class=bool(sub.per_class), wall_time_s=round(wall, 2),
-                            embedding_time_s=round(t_emb, 2), greedy_order=True)
+    meta = scoring_runs.score_meta(mode, data, config, sub, embedding=sub.embedding,
+                                   per_class=bool(sub.per_class), wall_time_s=round(wall, 2),
+                                   embedding_time_s=round(t_emb, 2), greedy_order=True)
     return ScoreResult(data.train.ids.copy(), s, meta)
 
   scorer.__name__ = f"{mode}_scorer"

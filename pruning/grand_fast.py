@@ -14,9 +14,10 @@ per-example kernel gradient of that layer only, in one batched matmul).
 
 Models with other parameters (BatchNorm, LayerNorm, embeddings), shared layers, grouped or
 input-dilated convolutions fall back to the chunked vmap(grad) path
-(`pruning.scores.grand_scores`) for the whole model, and `grand_scores_fast` says so through
+(`pruning.grand.grand_scores`) for the whole model, and `grand_scores_fast` says so through
 `last_path()`.  Batches are read through `dataset.gather` (in memory or streamed record
-files), padded to the device count and masked, pmapped over devices (`core.parallel`).
+files), padded to the device count and masked (`pruning.grand.score_all_rows`), pmapped over
+devices (`core.parallel`).
 Shapes: x (b, *example_shape), scores (n,) aligned with dataset rows.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 
 from core import parallel
 from core.losses import dense_targets, per_example_loss
-from core.state import TrainState
+from pruning import grand
 
 _LAST = {"path": None}
 _CHECKED: dict = {}  # (model, variable shapes, example shape) -> None | why unsupported
@@ -187,16 +188,10 @@ def grand_scores_fast(model, variables_or_state, dataset, *, batch_size: int = 2
                       init_variables: Optional[dict] = None,
                       fallback_chunk_size: int = 64) -> np.ndarray:
   """Per-example ||d loss / d params||_2 (eval mode), aligned with dataset rows; equal to
-  `pruning.scores.grand_scores` up to float rounding. `batch_size` is global."""
-  if isinstance(variables_or_state, TrainState):
-    variables, state_init = variables_or_state.variables, variables_or_state.init_variables
-  else:
-    variables, state_init = dict(variables_or_state), None
+  `pruning.grand.grand_scores` up to float rounding. `batch_size` is global."""
+  variables, state_init = grand.variables_of(variables_or_state)
   init_variables = init_variables or state_init
-  variables = dict(variables)
-  params = variables.pop("params")
-  rest = {k: v for k, v in variables.items() if v}
-  n = len(dataset)
+  params, rest = grand.split_variables(variables)
   x0, _ = dataset.gather(np.zeros(1, np.int64))
   v = {"params": params, **rest}
   key = (model, jax.tree.structure(v), tuple(np.shape(l) for l in jax.tree.leaves(v)),
@@ -209,28 +204,17 @@ def grand_scores_fast(model, variables_or_state, dataset, *, batch_size: int = 2
       _CHECKED[key] = str(e)
   if _CHECKED[key] is not None:
     _LAST["path"] = f"vmap_fallback: {_CHECKED[key]}"
-    from pruning.scores import grand_scores
-    return grand_scores(model, variables_or_state, dataset, chunk_size=fallback_chunk_size,
-                        loss=loss, num_devices=num_devices, init_variables=init_variables)
+    return grand.grand_scores(model, variables_or_state, dataset, chunk_size=fallback_chunk_size,
+                              loss=loss, num_devices=num_devices, init_variables=init_variables)
   _LAST["path"] = "activations"
   devices = parallel.local_devices(num_devices)
   bs = parallel.round_up_to_devices(max(int(batch_size), 1), devices)
   fn = _p_fast(model, loss, init_variables is not None, tuple(devices))
   rp, rr = parallel.replicate(params, devices), parallel.replicate(rest, devices)
   ri = parallel.replicate(init_variables or {}, devices)
-  sl = parallel.process_slice(bs, devices)
-  out = np.full(n, np.nan)
-  for start in range(0, n, bs):
-    idx = np.arange(start, start + bs)
-    valid = idx < n
-    idx = np.where(valid, idx, 0)
-    pos = np.where(valid, idx, -1).astype(np.int32)
-    xb, yb = dataset.gather(idx[sl])
+
+  def score_chunk(xb, yb, pos):
     yb = dense_targets(yb, dataset.num_classes)
-    norms, gpos = parallel.fetch(fn(rp, rr, ri, *parallel.shard((xb, yb, pos[sl]), devices)))
-    gpos = np.asarray(gpos)
-    ok = gpos >= 0
-    out[gpos[ok]] = np.asarray(norms)[ok]
-  if np.isnan(out).any():
-    raise RuntimeError("grand_scores_fast: some examples were not scored")
-  return out
+    return fn(rp, rr, ri, *parallel.shard((xb, yb, pos), devices))
+
+  return grand.score_all_rows(dataset, bs, devices, score_chunk, "grand_scores_fast")

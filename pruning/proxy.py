@@ -12,20 +12,24 @@ by the pruning sweep as for any score. The score file's metadata records the pro
 from __future__ import annotations
 
 import time
+from typing import Callable, Sequence
 
 import ml_collections
 
 PROXY_DEFAULTS = dict(method="entropy", model=dict(channels=8), num_steps=0, options=dict())
 
 
-def proxy_config(config, sub) -> ml_collections.ConfigDict:
-  """The scoring config of the proxy: config.train with the small model and schedule."""
-  from pruning import scores as scores_lib
-  scores_lib._need_train(config, "proxy")
+def proxy_config(config, sub, methods: Sequence[str]) -> ml_collections.ConfigDict:
+  """The scoring config of the proxy: config.train with the small model and schedule.
+
+  `methods`: the score methods `sub.method` may name (the registry's, `pruning.scores.METHODS`).
+  """
+  from pruning import scoring_runs
+  scoring_runs.need_train(config, "proxy")
   inner = str(sub.method)
-  if inner == "proxy" or inner not in scores_lib.SCORERS:
+  if inner == "proxy" or inner not in methods:
     raise ValueError(f"proxy.method={inner!r} must be another score method; choose from "
-                     f"{tuple(m for m in scores_lib.SCORERS if m != 'proxy')}")
+                     f"{tuple(m for m in methods if m != 'proxy')}")
   cfg = ml_collections.ConfigDict(config.to_dict())
   cfg.train.model.update(dict(sub.model))
   if int(sub.num_steps or 0):
@@ -38,18 +42,22 @@ def proxy_config(config, sub) -> ml_collections.ConfigDict:
   return cfg
 
 
-def proxy_scorer(data, config, sub, log):
-  """scorer(data, config, sub, log) -> ScoreResult of `sub.method` under the proxy config."""
-  from pruning import scores as scores_lib
-  from pruning.coreset import _with_defaults
-  sub = _with_defaults(sub, PROXY_DEFAULTS)
-  cfg = proxy_config(config, sub)
+def proxy_scorer(data, config, sub, log, *, compute: Callable, methods: Sequence[str]):
+  """ScoreResult of `sub.method` under the proxy config.
+
+  The registry passes itself in (`pruning.scores._proxy`): ``compute`` is
+  `pruning.scores.compute_scores`, ``methods`` its method names, so this module does not
+  import the registry.
+  """
+  from pruning import score_io, scoring_runs
+  sub = scoring_runs.with_defaults(sub, PROXY_DEFAULTS)
+  cfg = proxy_config(config, sub, methods)
   t0 = time.time()
-  res = scores_lib.compute_scores(str(sub.method), data, cfg, cache_dir=None, log=log)
+  res = compute(str(sub.method), data, cfg, cache_dir=None, log=log)
   wall = time.time() - t0
-  meta = scores_lib._meta("proxy", data, config, sub, proxy_method=str(sub.method),
-                          proxy_model=scores_lib.score_io.to_jsonable(cfg.train.model),
-                          proxy_num_steps=cfg.train.get("num_steps"),
-                          wall_time_s=round(wall, 2), inner_meta=res.meta)
+  meta = scoring_runs.score_meta("proxy", data, config, sub, proxy_method=str(sub.method),
+                                 proxy_model=score_io.to_jsonable(cfg.train.model),
+                                 proxy_num_steps=cfg.train.get("num_steps"),
+                                 wall_time_s=round(wall, 2), inner_meta=res.meta)
   log(f"proxy ({sub.method}, model {dict(sub.model)}): {wall:.1f}s")
   return type(res)(res.ids, res.scores, meta, getattr(res, "per_run", None))

@@ -12,7 +12,7 @@ Methods (``compute_scores(method, data, config)``):
     parameters, at init (``grand.epoch = 0``) or after an early epoch, averaged
     over ``grand.num_runs`` inits. Per-example gradients come from
     ``vmap(grad)`` on chunks of ``grand.chunk_size`` examples per device,
-    pmapped over devices (`core.parallel`), so memory stays bounded.
+    pmapped over devices (`pruning.grand`), so memory stays bounded.
     ``grand.path = "activations"``: per-layer norms from layer inputs and output
     gradients, one backward pass (`pruning.grand_fast`; same scores to ~1e-7).
   * ``forgetting`` (Toneva et al. 2019) number of correct -> incorrect
@@ -44,6 +44,10 @@ Methods (``compute_scores(method, data, config)``):
 
 Everything returns a `score_io.ScoreResult` aligned with ``data.train.ids``;
 ``cache_dir`` makes the scores computed once per (method, config, dataset).
+
+Imports go one way: this registry -> the scorer modules (`pruning.coreset`, `uncertainty`,
+`proxy`, `ssl`, `grand`, `grand_fast`, `prototypes`) -> their shared run helpers
+(`pruning.scoring_runs`).
 """
 from __future__ import annotations
 
@@ -55,14 +59,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from core import parallel, predict as predict_lib, train as train_lib
-from core.data import ArrayDataset, DatasetSplits
-from core.losses import per_example_loss
+from core import predict as predict_lib, train as train_lib
+from core.data import DatasetSplits
 from core.models import create_model
 from core.sampler import num_train_steps, steps_per_epoch
-from core.state import TrainState, create_train_state
-from pruning import coreset, proxy, score_io, uncertainty
+from pruning import coreset, proxy, score_io, scoring_runs, uncertainty
+# GraNd's vmap path and the prototype functions live below the registry; their names stay
+# importable from here.
+from pruning.grand import grand_loop, grand_scores  # noqa: F401
+from pruning.prototypes import pca_embedding, prototype_scores  # noqa: F401
 from pruning.score_io import ScoreResult
+
 
 def default_config() -> ml_collections.ConfigDict:
   """Scoring options per method; ``train`` must be set to a trainer config."""
@@ -170,174 +177,8 @@ def rank_correlation(a, b) -> float:
   return float(spearmanr(np.asarray(a), np.asarray(b)).statistic)
 
 
-def prototype_scores(embeddings, labels=None, *, k: int = 10, centroids: str = "kmeans",
-                     normalize: bool = True, seed: int = 0, n_init: int = 3) -> np.ndarray:
-  """Distance of each embedding to its nearest centroid (see module docstring)."""
-  from sklearn.cluster import KMeans
-  e = np.asarray(embeddings, np.float64).reshape(len(embeddings), -1)
-  if normalize:
-    e = e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-12)
-  if centroids == "kmeans":
-    km = KMeans(n_clusters=min(int(k), len(e)), init="k-means++", n_init=n_init,
-                random_state=seed).fit(e)
-    return np.min(km.transform(e), axis=1)
-  if labels is None:
-    raise ValueError(f"prototype centroids={centroids!r} needs labels")
-  labels = np.asarray(labels)
-  out = np.empty(len(e))
-  for c in np.unique(labels):
-    m = labels == c
-    if centroids == "class_mean":
-      out[m] = np.linalg.norm(e[m] - e[m].mean(axis=0), axis=1)
-    elif centroids == "kmeans_per_class":
-      km = KMeans(n_clusters=min(int(k), int(m.sum())), init="k-means++", n_init=n_init,
-                  random_state=seed).fit(e[m])
-      out[m] = np.min(km.transform(e[m]), axis=1)
-    else:
-      raise ValueError(f"unknown prototype centroids {centroids!r}; choose kmeans, "
-                       f"kmeans_per_class or class_mean")
-  return out
-
-
-def pca_embedding(x, dim: int, seed: int = 0) -> np.ndarray:
-  from sklearn.decomposition import PCA
-  x = np.asarray(x, np.float64).reshape(len(x), -1)
-  dim = min(int(dim), x.shape[1], len(x))
-  return PCA(n_components=dim, random_state=seed).fit_transform(x)
-
-
 # ----------------------------------------------------------------------------
-# GraNd: per-example gradient norms, chunked vmap(grad), pmapped.
-
-
-def _split_variables(variables: dict):
-  variables = dict(variables)
-  params = variables.pop("params")
-  rest = {k: v for k, v in variables.items() if v}
-  return params, rest
-
-
-def _example_loss_fn(model, loss: str, centered: bool):
-
-  def loss_one(params, rest, init_variables, xi, yi):
-    logits = model.apply({"params": params, **rest}, xi[None], train=False)
-    if centered:
-      logits = logits - model.apply(init_variables, xi[None], train=False)
-    return per_example_loss(logits, yi[None], loss)[0]
-  return loss_one
-
-
-def _sq_norm(tree):
-  return sum(jnp.sum(jnp.reshape(l, (l.shape[0], -1)).astype(jnp.float32) ** 2, axis=1)
-             for l in jax.tree.leaves(tree))
-
-
-@functools.lru_cache(maxsize=32)
-def _p_grand(model, loss: str, centered: bool, devices: tuple):
-  loss_one = _example_loss_fn(model, loss, centered)
-
-  def fn(params, rest, init_variables, x, y, pos):
-    g = jax.vmap(jax.grad(loss_one), in_axes=(None, None, None, 0, 0))(
-        params, rest, init_variables, x, y)
-    return parallel.all_gather(jnp.sqrt(_sq_norm(g))), parallel.all_gather(pos)
-
-  return parallel.pmap(fn, devices)
-
-
-def _variables_of(variables_or_state):
-  if isinstance(variables_or_state, TrainState):
-    return variables_or_state.variables, variables_or_state.init_variables
-  return dict(variables_or_state), None
-
-
-def grand_scores(model, variables_or_state, dataset: ArrayDataset, *, chunk_size: int = 64,
-                 loss: str = "cross_entropy", num_devices: Optional[int] = None,
-                 init_variables: Optional[dict] = None) -> np.ndarray:
-  """Per-example ||d loss / d params||_2 (eval mode), aligned with dataset rows.
-
-  Each pmapped call handles `chunk_size` examples per device (padding the last
-  chunk), so peak memory is that of chunk_size per-example gradients per
-  device. With several processes every process calls this and gets all scores.
-  """
-  variables, state_init = _variables_of(variables_or_state)
-  init_variables = init_variables or state_init
-  params, rest = _split_variables(variables)
-  devices = parallel.local_devices(num_devices)
-  step = parallel.round_up_to_devices(int(chunk_size) * len(devices), devices)
-  fn = _p_grand(model, loss, init_variables is not None, tuple(devices))
-  rp = parallel.replicate(params, devices)
-  rr = parallel.replicate(rest, devices)
-  ri = parallel.replicate(init_variables or {}, devices)
-  sl = parallel.process_slice(step, devices)
-  n = len(dataset)
-  out = np.full(n, np.nan)
-  for start in range(0, n, step):
-    idx = np.arange(start, start + step)
-    valid = idx < n
-    idx = np.where(valid, idx, 0)
-    pos = np.where(valid, idx, -1).astype(np.int32)
-    batch = parallel.shard((*dataset.gather(idx[sl]), pos[sl]), devices)  # streamed or not
-    norms, gpos = parallel.fetch(fn(rp, rr, ri, *batch))
-    gpos = np.asarray(gpos)
-    ok = gpos >= 0
-    out[gpos[ok]] = np.asarray(norms)[ok]
-  if np.isnan(out).any():
-    raise RuntimeError("grand_scores: some examples were not scored")
-  return out
-
-
-def grand_loop(model, variables, dataset: ArrayDataset, *, loss: str = "cross_entropy",
-               init_variables: Optional[dict] = None) -> np.ndarray:
-  """Reference: one jitted gradient per example, in a Python loop (slow)."""
-  params, rest = _split_variables(variables)
-  loss_one = _example_loss_fn(model, loss, init_variables is not None)
-  g = jax.jit(lambda *a: jnp.sqrt(sum(jnp.sum(l.astype(jnp.float32) ** 2)
-                                      for l in jax.tree.leaves(jax.grad(loss_one)(*a)))))
-  out = np.empty(len(dataset))
-  for i in range(len(dataset)):
-    out[i] = float(g(params, rest, init_variables or {}, jnp.asarray(dataset.x[i]),
-                     jnp.asarray(dataset.y[i])))
-  return out
-
-
-# ----------------------------------------------------------------------------
-# Scores that train networks with the shared trainer.
-
-
-def _run_config(config, r: int) -> ml_collections.ConfigDict:
-  tc = ml_collections.ConfigDict(config.train.to_dict()) if hasattr(config.train, "to_dict") \
-      else ml_collections.ConfigDict(dict(config.train))
-  tc.seed = int(config.get("seed", 0)) + 1000 * (r + 1) + int(tc.get("seed", 0) or 0)
-  tc.progress_bar = False
-  return tc
-
-
-def _train_until(tc, data: DatasetSplits, epoch: int, measure: Callable):
-  """Trains with config `tc` and returns measure(model, state) at `epoch` (0 = init)."""
-  model = create_model(tc.model, num_classes=data.num_classes)
-  if epoch == 0:
-    return measure(model, create_train_state(tc, model, data.example_shape, int(tc.seed)))
-  box = {}
-
-  def cb(e, state):
-    if e == epoch:
-      box["v"] = measure(model, state)
-
-  train_lib.train_and_evaluate(tc, None, data=data, epoch_callback=cb, stop_after_epoch=epoch)
-  if "v" not in box:
-    raise ValueError(f"scoring epoch {epoch} was never reached: the train config ends "
-                     f"earlier (num_steps / num_epochs too small)")
-  return box["v"]
-
-
-def _meta(method, data, config, sub, **extra) -> dict:
-  m = dict(method=method, dataset=data.name, fingerprint=data.train.fingerprint(),
-           num_examples=len(data.train), mode="eval",
-           config={"method": score_io.to_jsonable(sub),
-                   "train": score_io.to_jsonable(config.get("train")),
-                   "seed": int(config.get("seed", 0))})
-  m.update(extra)
-  return m
+# Scorers of the registry (the shared run helpers: `pruning.scoring_runs`).
 
 
 def _cfg(config) -> ml_collections.ConfigDict:
@@ -352,37 +193,15 @@ def _cfg(config) -> ml_collections.ConfigDict:
   return base
 
 
-def _need_train(config, method):
-  if config.get("train") is None:
-    raise ValueError(f"{method} scores need config.train (a trainer config)")
-
-
 def _random(data, config, sub, log) -> ScoreResult:
   s = random_scores(len(data.train), config.seed)
-  return ScoreResult(data.train.ids.copy(), s, _meta("random", data, config, sub, num_runs=1))
+  meta = scoring_runs.score_meta("random", data, config, sub, num_runs=1)
+  return ScoreResult(data.train.ids.copy(), s, meta)
 
 
 def _input_norm(data, config, sub, log) -> ScoreResult:
   return ScoreResult(data.train.ids.copy(), input_norm_scores(data.train.x),
-                     _meta("input_norm", data, config, sub))
-
-
-def _averaged_over_runs(method: str, measure_fn: Callable):
-  """A scorer that trains `num_runs` networks to `epoch` and averages measure_fn's scores."""
-  def scorer(data, config, sub, log) -> ScoreResult:
-    _need_train(config, method)
-    if int(sub.epoch) < 0:
-      raise ValueError(f"{method}.epoch must be >= 0, got {sub.epoch}")
-    runs = []
-    for r in range(int(sub.num_runs)):
-      tc = _run_config(config, r)
-      measure = functools.partial(measure_fn, ds=data.train, config=config, sub=sub, tc=tc)
-      runs.append(_train_until(tc, data, int(sub.epoch), measure))
-      log(f"{method}: run {r + 1}/{int(sub.num_runs)} done")
-    per_run = np.stack(runs)
-    meta = _meta(method, data, config, sub, epoch=int(sub.epoch), num_runs=int(sub.num_runs))
-    return ScoreResult(data.train.ids.copy(), per_run.mean(0), meta, per_run)
-  return scorer
+                     scoring_runs.score_meta("input_norm", data, config, sub))
 
 
 def _el2n_measure(model, state, *, ds, config, sub, tc):
@@ -404,11 +223,11 @@ def _grand_measure(model, state, *, ds, config, sub, tc):
 
 
 def _forgetting(data, config, sub, log) -> ScoreResult:
-  _need_train(config, "forgetting")
+  scoring_runs.need_train(config, "forgetting")
   ds = data.train
   runs = []
   for r in range(int(sub.num_runs)):
-    tc = _run_config(config, r)
+    tc = scoring_runs.run_config(config, r)
     if sub.record == "minibatch":
       tracker = ForgettingTracker(len(ds))
 
@@ -435,7 +254,8 @@ def _forgetting(data, config, sub, log) -> ScoreResult:
     log(f"forgetting: run {r + 1}/{int(sub.num_runs)} ({res.metrics['steps']} steps, "
         f"{records} records per example, per {sub.record}) done")
   per_run = np.stack(runs)
-  meta = _meta("forgetting", data, config, sub, num_runs=int(sub.num_runs), max_records=records)
+  meta = scoring_runs.score_meta("forgetting", data, config, sub, num_runs=int(sub.num_runs),
+                                 max_records=records)
   return ScoreResult(ds.ids.copy(), per_run.mean(0), meta, per_run)
 
 
@@ -445,14 +265,12 @@ def _prototype(data, config, sub, log) -> ScoreResult:
   if emb_kind == "pca":
     emb = pca_embedding(ds.x, int(sub.dim), int(config.seed))
   elif emb_kind in ("random_features", "supervised"):
-    _need_train(config, f"prototype/{emb_kind}")
-    tc = _run_config(config, 0)
     epoch = 0
     if emb_kind == "supervised":  # the last full epoch of the train config
+      scoring_runs.need_train(config, f"prototype/{emb_kind}")
+      tc = config.train
       epoch = int(num_train_steps(tc, len(ds)) // steps_per_epoch(len(ds), int(tc.batch_size)))
-    emb = _train_until(tc, data, epoch, lambda model, st: predict_lib.predict(
-        model, st, ds, int(config.predict_batch_size), return_embedding=True,
-        num_devices=tc.get("num_devices"), reduce_fn=_no_logits)["embeddings"])
+    emb = scoring_runs.network_embedding(config, data, epoch, f"prototype/{emb_kind}")
   else:
     raise ValueError(f"unknown prototype embedding {emb_kind!r}; choose pca, random_features "
                      f"or supervised")
@@ -460,8 +278,8 @@ def _prototype(data, config, sub, log) -> ScoreResult:
                        normalize=bool(sub.normalize), seed=int(config.seed),
                        n_init=int(sub.get("n_init", 3)))
   uses_labels = emb_kind == "supervised" or sub.centroids != "kmeans"
-  return ScoreResult(ds.ids.copy(), s, _meta("prototype", data, config, sub,
-                                             uses_labels=uses_labels, embedding=emb_kind))
+  return ScoreResult(ds.ids.copy(), s, scoring_runs.score_meta(
+      "prototype", data, config, sub, uses_labels=uses_labels, embedding=emb_kind))
 
 
 def _ssl_prototype(data, config, sub, log) -> ScoreResult:
@@ -470,8 +288,9 @@ def _ssl_prototype(data, config, sub, log) -> ScoreResult:
   return ssl.ssl_prototype_scores(data, config, sub, log)
 
 
-def _no_logits(logits, targets):
-  return {}
+def _proxy(data, config, sub, log) -> ScoreResult:
+  """Selection via proxy (`pruning.proxy`): another registry method under a small trainer."""
+  return proxy.proxy_scorer(data, config, sub, log, compute=compute_scores, methods=METHODS)
 
 
 # name -> scorer(data, config, sub, log) -> ScoreResult; `needs_train(sub)`: whether the cache
@@ -479,8 +298,8 @@ def _no_logits(logits, targets):
 SCORERS = {
     "random": _random,
     "input_norm": _input_norm,
-    "el2n": _averaged_over_runs("el2n", _el2n_measure),
-    "grand": _averaged_over_runs("grand", _grand_measure),
+    "el2n": scoring_runs.averaged_over_runs("el2n", _el2n_measure),
+    "grand": scoring_runs.averaged_over_runs("grand", _grand_measure),
     "forgetting": _forgetting,
     "prototype": _prototype,
     "ssl_prototype": _ssl_prototype,  # issue #14 (pruning/ssl.py)
@@ -494,7 +313,7 @@ SCORERS = {
     "aum": uncertainty.aum_scorer,
     "dyn_unc": uncertainty.dyn_unc_scorer,
     "tdds": uncertainty.tdds_scorer,
-    "proxy": proxy.proxy_scorer,
+    "proxy": _proxy,
 }
 LABEL_FREE_WITHOUT_TRAINING = {"random": lambda sub: True, "input_norm": lambda sub: True,
                                "prototype": lambda sub: sub.embedding == "pca"}

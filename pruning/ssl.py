@@ -679,13 +679,13 @@ def checked_prototype_scores(embeddings, labels=None, *, k: int = 10,
   """Distance to the nearest centroid on L2-normalised embeddings (large = hard).
 
   Euclidean distance between the unit-norm embedding and its nearest k-means (k-means++,
-  scikit-learn) centroid, `pruning.scores.prototype_scores`; on unit vectors this orders
+  scikit-learn) centroid, `pruning.prototypes.prototype_scores`; on unit vectors this orders
   examples like the cosine distance to the centroid direction. ``kmeans``: k centroids over
   all examples (label-free); ``kmeans_per_class``: k within each class; ``class_mean``: one
   centroid per class, its mean embedding (the paper's class-conditional variant). Raises on
   NaN/inf embeddings, k < 1, k larger than the number of (class) examples, unknown centroids.
   """
-  from pruning.scores import prototype_scores
+  from pruning.prototypes import prototype_scores
   e = np.asarray(embeddings, np.float64)
   if e.ndim != 2 or len(e) == 0:
     raise ValueError(f"embeddings must be (n, d) with n >= 1, got shape {e.shape}")
@@ -742,7 +742,7 @@ def ssl_prototype_scores(data, config, sub, log: Callable[[str], None] = lambda 
   pruning/configs/*_ssl.py), k, centroids, n_init, encoder_dir (cache of trained encoders).
   The scores' metadata carries the encoder fingerprint and probe accuracies.
   """
-  from pruning import scores as scores_lib
+  from pruning import scoring_runs
   from pruning.score_io import ScoreResult
   t = time.time()
   enc = encoder_for(data, sub, log)
@@ -756,12 +756,12 @@ def ssl_prototype_scores(data, config, sub, log: Callable[[str], None] = lambda 
                                n_init=int(_get(sub, "n_init", 3)))
   kmeans_s = time.time() - t1
   info = enc["info"]
-  meta = scores_lib._meta("ssl_prototype", data, config, sub, uses_labels=centroids != "kmeans",
-                          encoder_fingerprint=enc["fingerprint"], objective=info["objective"],
-                          encoder_probe=info["probe"], embedding_dim=info["dim"],
-                          distance="euclidean on L2-normalised embeddings",
-                          encoder_time_s=round(encoder_s, 2), kmeans_time_s=round(kmeans_s, 2),
-                          wall_time_s=round(time.time() - t, 2))
+  meta = scoring_runs.score_meta(
+      "ssl_prototype", data, config, sub, uses_labels=centroids != "kmeans",
+      encoder_fingerprint=enc["fingerprint"], objective=info["objective"],
+      encoder_probe=info["probe"], embedding_dim=info["dim"],
+      distance="euclidean on L2-normalised embeddings", encoder_time_s=round(encoder_s, 2),
+      kmeans_time_s=round(kmeans_s, 2), wall_time_s=round(time.time() - t, 2))
   log(f"ssl_prototype: encoder {enc['fingerprint']} (linear probe "
       f"{info['probe']['linear_probe']:.3f}), k={_get(sub, 'k', 10)}, {centroids}")
   return ScoreResult(data.train.ids.copy(), s, meta)

@@ -198,11 +198,6 @@ AUM_DEFAULTS = dict(num_runs=1, epoch=0)          # epoch 0 = the whole training
 DYN_DEFAULTS = dict(num_runs=1, window=3, decay=0.9)
 
 
-def _with_defaults(sub, defaults: dict):
-  from pruning.coreset import _with_defaults as wd
-  return wd(sub, defaults)
-
-
 def make_logit_scorer(name: str):
   """least_confidence / entropy / margin of config.train's network after `epoch` epochs."""
   fn = FROM_LOGITS[name]
@@ -215,10 +210,10 @@ def make_logit_scorer(name: str):
 
   def scorer(data, config, sub, log):
     import time
-    from pruning import scores as scores_lib
+    from pruning import scoring_runs
     t0 = time.time()
-    sub = _with_defaults(sub, LOGIT_DEFAULTS)
-    res = scores_lib._averaged_over_runs(name, measure)(data, config, sub, log)
+    sub = scoring_runs.with_defaults(sub, LOGIT_DEFAULTS)
+    res = scoring_runs.averaged_over_runs(name, measure)(data, config, sub, log)
     res.meta["wall_time_s"] = round(time.time() - t0, 2)
     return res
 
@@ -231,15 +226,15 @@ def _trajectory_scorer(name: str):
     import time
     from core import predict as predict_lib, train as train_lib
     from core.models import create_model
-    from pruning import scores as scores_lib
+    from pruning import scoring_runs
     from pruning.score_io import ScoreResult
-    scores_lib._need_train(config, name)
+    scoring_runs.need_train(config, name)
     t0 = time.time()
-    sub = _with_defaults(sub, AUM_DEFAULTS if name == "aum" else DYN_DEFAULTS)
+    sub = scoring_runs.with_defaults(sub, AUM_DEFAULTS if name == "aum" else DYN_DEFAULTS)
     ds = data.train
     runs = []
     for r in range(int(sub.num_runs)):
-      tc = scores_lib._run_config(config, r)
+      tc = scoring_runs.run_config(config, r)
       stop = int(sub.get("epoch", 0) or 0) or None
       if name == "aum":
         tracker = AUMTracker(len(ds))
@@ -264,8 +259,8 @@ def _trajectory_scorer(name: str):
                     else dyn.tdds(int(sub.window), float(sub.decay)))
       log(f"{name}: run {r + 1}/{int(sub.num_runs)} done")
     per_run = np.stack(runs)
-    meta = scores_lib._meta(name, data, config, sub, num_runs=int(sub.num_runs),
-                            wall_time_s=round(time.time() - t0, 2))
+    meta = scoring_runs.score_meta(name, data, config, sub, num_runs=int(sub.num_runs),
+                                   wall_time_s=round(time.time() - t0, 2))
     return ScoreResult(ds.ids.copy(), per_run.mean(0), meta, per_run)
 
   scorer.__name__ = f"{name}_scorer"

@@ -27,3 +27,51 @@ def n_devices():
     import jax
 
     return jax.local_device_count()
+
+
+def make_toy_splits(n=60, n_test=20, d=6, classes=3, seed=0):
+    """Gaussian blobs: `classes` centres in R^d (scale 2), unit noise; train ids 100.., test ids 0..
+
+    Returns DatasetSplits(train (n, d), test (n_test, d), classes, "toy"), float32 x, int32 y.
+    """
+    import numpy as np
+
+    from core.data import ArrayDataset, DatasetSplits
+
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(classes, d)) * 2
+    y = rng.integers(0, classes, n + n_test).astype(np.int32)
+    x = (centers[y] + rng.normal(size=(n + n_test, d))).astype(np.float32)
+    tr = ArrayDataset(x[:n], y[:n], np.arange(100, 100 + n, dtype=np.int64), classes, "toy/train")
+    te = ArrayDataset(x[n:], y[n:], np.arange(n_test, dtype=np.int64), classes, "toy/test")
+    return DatasetSplits(tr, te, classes, "toy")
+
+
+def make_toy_train_config(**overrides):
+    """A trainer config for the toy splits: MLP (8 hidden), batch 16, 3 epochs, adam 1e-2, one
+    device, quiet, no checkpoints; `overrides` update it (e.g. num_devices=8)."""
+    from core.config import base_config
+
+    c = base_config()
+    c.model = dict(name="mlp", hidden=(8,))
+    c.batch_size = 16
+    c.num_epochs = 3
+    c.optimizer.update(name="adam", lr=1e-2)
+    c.checkpoint = False
+    c.progress_bar = False
+    c.log_every_steps = 1000
+    c.num_devices = 1
+    c.update(overrides)
+    return c
+
+
+@pytest.fixture
+def toy_splits():
+    """`make_toy_splits`, the toy data of the score and selector tests."""
+    return make_toy_splits
+
+
+@pytest.fixture
+def toy_train_config():
+    """`make_toy_train_config`, the tiny trainer of the score and selector tests."""
+    return make_toy_train_config

@@ -9,34 +9,9 @@ import numpy as np
 import pytest
 
 from pruning import score_io, scores
-from core.data import ArrayDataset, DatasetSplits
+from core.data import ArrayDataset
 from core.models import create_model
 from core.sampler import IndexSampler
-
-
-def _splits(n=60, n_test=20, d=6, classes=3, seed=0):
-  rng = np.random.default_rng(seed)
-  centers = rng.normal(size=(classes, d)) * 2
-  y = rng.integers(0, classes, n + n_test).astype(np.int32)
-  x = (centers[y] + rng.normal(size=(n + n_test, d))).astype(np.float32)
-  tr = ArrayDataset(x[:n], y[:n], np.arange(100, 100 + n, dtype=np.int64), classes, "toy/train")
-  te = ArrayDataset(x[n:], y[n:], np.arange(n_test, dtype=np.int64), classes, "toy/test")
-  return DatasetSplits(tr, te, classes, "toy")
-
-
-def _train_cfg(**kw):
-  from core.config import base_config
-  c = base_config()
-  c.model = dict(name="mlp", hidden=(8,))
-  c.batch_size = 16
-  c.num_epochs = 3
-  c.optimizer.update(name="adam", lr=1e-2)
-  c.checkpoint = False
-  c.progress_bar = False
-  c.log_every_steps = 1000
-  c.num_devices = 1
-  c.update(kw)
-  return c
 
 
 def _mlp_numpy(params, x):
@@ -45,10 +20,10 @@ def _mlp_numpy(params, x):
   return h @ np.asarray(params["Dense_1"]["kernel"]) + np.asarray(params["Dense_1"]["bias"])
 
 
-def test_el2n_matches_numpy_on_tiny_model():
+def test_el2n_matches_numpy_on_tiny_model(toy_splits, toy_train_config):
   from core import train
-  data = _splits()
-  cfg = ml_collections.ConfigDict(dict(train=_train_cfg(), seed=5,
+  data = toy_splits()
+  cfg = ml_collections.ConfigDict(dict(train=toy_train_config(), seed=5,
                                        el2n=dict(epoch=0, num_runs=2)))
   res = scores.compute_scores("el2n", data, cfg)
   want = []
@@ -68,9 +43,9 @@ def test_el2n_matches_numpy_on_tiny_model():
   assert res.meta["fingerprint"] == data.train.fingerprint()
 
 
-def test_el2n_after_training_epochs_changes_and_is_cached(tmp_path):
-  data = _splits()
-  cfg = dict(train=_train_cfg(), el2n=dict(epoch=2, num_runs=1))
+def test_el2n_after_training_epochs_changes_and_is_cached(tmp_path, toy_splits, toy_train_config):
+  data = toy_splits()
+  cfg = dict(train=toy_train_config(), el2n=dict(epoch=2, num_runs=1))
   res = scores.compute_scores("el2n", data, cfg, cache_dir=str(tmp_path))
   files = os.listdir(tmp_path)
   assert len(files) == 1 and files[0].startswith("el2n-")
@@ -80,7 +55,7 @@ def test_el2n_after_training_epochs_changes_and_is_cached(tmp_path):
   np.testing.assert_array_equal(again.scores, res.scores)
   assert again.meta["epoch"] == 2
   # Another dataset with the same ids: the fingerprint check refuses the file.
-  other = _splits(seed=1)
+  other = toy_splits(seed=1)
   path = os.path.join(tmp_path, files[0])
   with pytest.raises(score_io.ScoreFileError, match="fingerprint"):
     score_io.load(path, other.train)
@@ -88,10 +63,11 @@ def test_el2n_after_training_epochs_changes_and_is_cached(tmp_path):
     score_io.load(path, data.train.subset(data.train.ids[:10]))
 
 
-def test_el2n_epoch_beyond_training_raises():
-  data = _splits()
+def test_el2n_epoch_beyond_training_raises(toy_splits, toy_train_config):
+  data = toy_splits()
   with pytest.raises(ValueError, match="never reached"):
-    scores.compute_scores("el2n", data, dict(train=_train_cfg(), el2n=dict(epoch=9, num_runs=1)))
+    scores.compute_scores("el2n", data, dict(train=toy_train_config(),
+                                             el2n=dict(epoch=9, num_runs=1)))
 
 
 @pytest.mark.parametrize("model_cfg,shape", [
@@ -115,11 +91,12 @@ def test_grand_chunked_pmapped_equals_loop_and_device_count(n_devices, model_cfg
 
 
 @pytest.mark.parametrize("method", ["grand", "el2n"])
-def test_trained_scores_1_vs_8_devices(method):
-  data = _splits()
+def test_trained_scores_1_vs_8_devices(method, toy_splits, toy_train_config):
+  data = toy_splits()
   out = {}
   for nd in (1, 8):
-    cfg = {"train": _train_cfg(num_devices=nd), method: dict(epoch=1, num_runs=2, chunk_size=4)}
+    cfg = {"train": toy_train_config(num_devices=nd),
+           method: dict(epoch=1, num_runs=2, chunk_size=4)}
     out[nd] = scores.compute_scores(method, data, cfg)
   assert out[1].per_run.shape == (2, 60)
   # Same seeds, same data order; the training itself is data-parallel over 8
@@ -159,9 +136,9 @@ def test_forgetting_tracker_counts_presentations():
 
 
 @pytest.mark.parametrize("record", ["minibatch", "epoch"])
-def test_forgetting_from_training_history(record):
-  data = _splits()
-  res = scores.compute_scores("forgetting", data, dict(train=_train_cfg(num_epochs=4),
+def test_forgetting_from_training_history(record, toy_splits, toy_train_config):
+  data = toy_splits()
+  res = scores.compute_scores("forgetting", data, dict(train=toy_train_config(num_epochs=4),
                                                        forgetting=dict(record=record)))
   if record == "minibatch":  # 4 steps of 16 per epoch: 4 wrapped-round examples are seen twice
     sampler = IndexSampler(data.train.ids, 16, seed=1000)  # run 0's trainer seed
@@ -173,7 +150,8 @@ def test_forgetting_from_training_history(record):
   assert res.scores.min() >= 0 and res.scores.max() <= top
   assert np.all((res.scores <= top // 2) | (res.scores == top))  # at most half the records, or never learned
   with pytest.raises(ValueError, match="forgetting.record"):
-    scores.compute_scores("forgetting", data, dict(train=_train_cfg(), forgetting=dict(record="step")))
+    scores.compute_scores("forgetting", data, dict(train=toy_train_config(),
+                                                   forgetting=dict(record="step")))
 
 
 def test_prototype_ranks_far_points_hardest():
@@ -191,30 +169,31 @@ def test_prototype_ranks_far_points_hardest():
     scores.prototype_scores(emb, None, centroids="class_mean")
 
 
-def test_prototype_pca_and_random_features_end_to_end():
-  data = _splits()
+def test_prototype_pca_and_random_features_end_to_end(toy_splits, toy_train_config):
+  data = toy_splits()
   pca = scores.compute_scores("prototype", data, dict(prototype=dict(embedding="pca", dim=4, k=3)))
   assert pca.scores.shape == (60,) and np.isfinite(pca.scores).all()
   assert pca.meta["uses_labels"] is False
   rf = scores.compute_scores("prototype", data, dict(
-      train=_train_cfg(), prototype=dict(embedding="random_features", k=3, centroids="class_mean")))
+      train=toy_train_config(),
+      prototype=dict(embedding="random_features", k=3, centroids="class_mean")))
   assert rf.meta["uses_labels"] is True and np.isfinite(rf.scores).all()
 
 
-def test_prototype_on_supervised_embedding_end_to_end():
+def test_prototype_on_supervised_embedding_end_to_end(toy_splits, toy_train_config):
   """embedding='supervised': penultimate features after the last full epoch of training on
   the labels (not label-free); the embedding differs from the random-feature one."""
-  data = _splits()
+  data = toy_splits()
   sup = scores.compute_scores("prototype", data, dict(
-      train=_train_cfg(), prototype=dict(embedding="supervised", k=3)))
+      train=toy_train_config(), prototype=dict(embedding="supervised", k=3)))
   rf = scores.compute_scores("prototype", data, dict(
-      train=_train_cfg(), prototype=dict(embedding="random_features", k=3)))
+      train=toy_train_config(), prototype=dict(embedding="random_features", k=3)))
   assert sup.meta["uses_labels"] is True and sup.meta["embedding"] == "supervised"
   assert np.isfinite(sup.scores).all() and not np.allclose(sup.scores, rf.scores)
 
 
-def test_random_and_input_norm(tmp_path):
-  data = _splits()
+def test_random_and_input_norm(tmp_path, toy_splits):
+  data = toy_splits()
   r1 = scores.compute_scores("random", data, dict(seed=3))
   r2 = scores.compute_scores("random", data, dict(seed=3))
   np.testing.assert_array_equal(r1.scores, r2.scores)
@@ -226,8 +205,8 @@ def test_random_and_input_norm(tmp_path):
     scores.compute_scores("margn", data, None)  # 'margin' is a method (pruning.uncertainty)
 
 
-def test_score_file_roundtrip_no_pickle(tmp_path):
-  data = _splits()
+def test_score_file_roundtrip_no_pickle(tmp_path, toy_splits):
+  data = toy_splits()
   res = score_io.ScoreResult(data.train.ids, np.arange(60.0), dict(
       method="x", fingerprint=data.train.fingerprint(), dataset="toy"), np.ones((2, 60)))
   path = score_io.save(str(tmp_path / "s.npz"), res)

@@ -287,43 +287,18 @@ def test_infobatch_batches_cover_each_epoch_and_end():
 # Through the score registry, pruning.select and the trainer (tiny MLP on toy data)
 
 
-def _splits(n=64, n_test=32, d=6, classes=3, seed=0):
-  from core.data import ArrayDataset, DatasetSplits
-  rng = np.random.default_rng(seed)
-  centers = rng.normal(size=(classes, d)) * 2
-  y = rng.integers(0, classes, n + n_test).astype(np.int32)
-  x = (centers[y] + rng.normal(size=(n + n_test, d))).astype(np.float32)
-  tr = ArrayDataset(x[:n], y[:n], np.arange(100, 100 + n, dtype=np.int64), classes, "toy/train")
-  te = ArrayDataset(x[n:], y[n:], np.arange(n_test, dtype=np.int64), classes, "toy/test")
-  return DatasetSplits(tr, te, classes, "toy")
-
-
-def _train_cfg(**kw):
-  from core.config import base_config
-  c = base_config()
-  c.model = dict(name="mlp", hidden=(8,))
-  c.batch_size = 16
-  c.num_epochs = 3
-  c.optimizer.update(name="adam", lr=1e-2)
-  c.checkpoint = False
-  c.progress_bar = False
-  c.log_every_steps = 1
-  c.num_devices = 1
-  c.update(kw)
-  return c
-
-
 NEW_METHODS = ("kcenter", "herding", "facility_location", "least_confidence", "entropy",
                "margin", "aum", "dyn_unc", "tdds", "proxy")
 
 
 @pytest.mark.slow
-def test_registry_scores_and_selection_by_name():
+def test_registry_scores_and_selection_by_name(toy_splits, toy_train_config):
   import ml_collections
   from pruning import scores, select
-  data = _splits()
+  data = toy_splits(n=64, n_test=32)
   cfg = ml_collections.ConfigDict(dict(
-      train=_train_cfg(), seed=1, kcenter=dict(epoch=1, knn=5), herding=dict(epoch=1),
+      train=toy_train_config(log_every_steps=1), seed=1, kcenter=dict(epoch=1, knn=5),
+      herding=dict(epoch=1),
       facility_location=dict(epoch=1, knn=5), entropy=dict(epoch=1),
       least_confidence=dict(epoch=1), margin=dict(epoch=1), dyn_unc=dict(window=2),
       tdds=dict(window=2), proxy=dict(method="entropy", model=dict(hidden=(4,)))))
@@ -359,14 +334,14 @@ def test_select_ids_coreset_modes():
     select.select_ids(np.zeros(60), ids, labels, fraction=0.5, mode="herd")
 
 
-def test_aum_scorer_equals_the_trainers_margins():
+def test_aum_scorer_equals_the_trainers_margins(toy_splits, toy_train_config):
   import ml_collections
   from core import train as train_lib
-  from pruning import scores
-  data = _splits()
-  cfg = ml_collections.ConfigDict(dict(train=_train_cfg(), seed=2))
+  from pruning import scores, scoring_runs
+  data = toy_splits(n=64, n_test=32)
+  cfg = ml_collections.ConfigDict(dict(train=toy_train_config(log_every_steps=1), seed=2))
   res = scores.compute_scores("aum", data, cfg)
-  tc = scores._run_config(cfg, 0)
+  tc = scoring_runs.run_config(cfg, 0)
   total, count = np.zeros(64), np.zeros(64)
 
   def on_step(step, ids, per_example):
@@ -377,12 +352,14 @@ def test_aum_scorer_equals_the_trainers_margins():
   np.testing.assert_allclose(res.scores, -total / count, rtol=1e-5, atol=1e-6)
 
 
-def test_infobatch_in_the_trainer_saves_steps_and_matches_across_devices(n_devices):
-  data = _splits(n=96)
+def test_infobatch_in_the_trainer_saves_steps_and_matches_across_devices(n_devices, toy_splits,
+                                                                          toy_train_config):
+  data = toy_splits(n=96, n_test=32)
   out = {}
   for nd in sorted({1, min(8, n_devices)}):
-    res, summ = infobatch.train_with_infobatch(_train_cfg(num_devices=nd), data, num_epochs=6,
-                                               prune_ratio=0.5, delta=0.5, seed=3)
+    tc = toy_train_config(log_every_steps=1, num_devices=nd)
+    res, summ = infobatch.train_with_infobatch(tc, data, num_epochs=6, prune_ratio=0.5, delta=0.5,
+                                               seed=3)
     out[nd] = (res, summ)
     assert res.metrics["steps"] == summ["steps"] < summ["full_steps"] == 6 * 6
     assert 0.0 <= res.metrics["test_accuracy"] <= 1.0
