@@ -13,7 +13,9 @@ Flags: ``--config=path.py[:arg]`` (an ml_collections config file, locked, so a m
 multi-host launch flags ``--coordinator_address --num_processes --process_id`` (or the
 PRUNE_COORDINATOR_ADDRESS / PRUNE_NUM_PROCESSES / PRUNE_PROCESS_ID environment variables).
 `run` initialises `jax.distributed` when several processes are launched, quiets orbax's INFO
-logs, and hands `main` an unlocked copy of the config (library code may fill in fields).
+logs, and hands `main` an unlocked copy of the config (library code may fill in fields). A
+duration given on the command line (``--config.num_steps=N``, ``--config.train.num_epochs=E``)
+replaces the config file's one (`core.config.apply_duration_overrides`).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from typing import Callable, Optional
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from core import parallel
+from core import config as config_lib, parallel
 
 FLAGS = flags.FLAGS
 
@@ -42,6 +44,18 @@ def define_flags(*, default_config: Optional[str] = None,
     flags.mark_flags_as_required(required)
 
 
+def resolved_config(config_flag):
+  """An unlocked copy of the --config flag's config, with the command line's duration override
+  (if any) replacing the config file's duration (`core.config.apply_duration_overrides`)."""
+  config = config_flag.value.copy_and_resolve_references()
+  config.unlock()
+  for path in config_lib.apply_duration_overrides(config,
+                                                  config_flags.get_override_values(config_flag)):
+    logging.warning("a duration given on the command line replaces the config file's %s "
+                    "(now None)", path)
+  return config
+
+
 def run(main: Callable[[object, str], None]) -> None:
   """absl app.run of `main(config, workdir)` after the shared start-up."""
   def _main(argv):
@@ -50,8 +64,6 @@ def run(main: Callable[[object, str], None]) -> None:
     logging.set_verbosity(logging.WARNING)  # orbax logs every file at INFO
     parallel.maybe_initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                           FLAGS.process_id)
-    config = FLAGS.config.copy_and_resolve_references()
-    config.unlock()
-    main(config, FLAGS.workdir)
+    main(resolved_config(FLAGS["config"]), FLAGS.workdir)
 
   app.run(_main)

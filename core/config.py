@@ -54,11 +54,50 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+DURATIONS = ("num_steps", "num_epochs", "num_examples")
+
+
+def set_duration(train_config, field: str, value):
+  """Sets the training length to `field` = `value` (one of DURATIONS) and clears the other two,
+  so that `core.sampler.num_train_steps` reads exactly this one. Returns the config."""
+  if field not in DURATIONS:
+    raise ValueError(f"unknown duration field {field!r}; choose from {DURATIONS}")
+  for other in DURATIONS:
+    if other != field:
+      train_config[other] = None
+  train_config[field] = value
+  return train_config
+
+
+def apply_duration_overrides(config, override_values: dict) -> list:
+  """An explicit duration override wins over the config file's duration (see
+  `core.sampler.num_train_steps`).
+
+  `override_values`: {dotted path: value} of the command line's ``--config.<path>=value``
+  (`ml_collections.config_flags.get_override_values`). For each overridden ``num_steps`` /
+  ``num_epochs`` / ``num_examples`` (at the top or in a sub-config such as ``train.``), the
+  other two fields of that (sub-)config are cleared unless they were overridden too (then
+  both stand and the trainer's error names them). Returns the cleared paths.
+  """
+  cleared = []
+  for path, value in override_values.items():
+    prefix, _, field = path.rpartition(".")
+    if field not in DURATIONS or value is None:
+      continue
+    sub = config
+    for part in prefix.split(".") if prefix else ():
+      sub = sub[part]
+    for other in DURATIONS:
+      other_path = f"{prefix}.{other}" if prefix else other
+      if other != field and other_path not in override_values and sub.get(other) is not None:
+        sub[other] = None
+        cleared.append(other_path)
+  return cleared
+
+
 def fixed_steps(train_config, num_steps: int):
   """A trainer config shortened to a fixed number of steps, quiet, no checkpoints."""
-  t = train_config
-  t.num_epochs = None
-  t.num_steps = num_steps
+  t = set_duration(train_config, "num_steps", num_steps)
   t.progress_bar = False
   t.checkpoint = False
   t.log_every_steps = 100

@@ -56,17 +56,33 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 def num_train_steps(config: Any, num_examples: int, sampled_batch_size: int | None = None) -> int:
   """Training length in steps from exactly one of config.num_steps / num_epochs / num_examples.
 
+  The one place durations become steps (the trainer, the score runs and SSL encoders call it):
   * num_steps: taken as is;
   * num_epochs: num_epochs * ceil(num_examples / sampled batch), where the
     sampled batch is `sampled_batch_size` if given (a batch source's candidates), else
     batch_size;
   * num_examples: ceil(num_examples / batch_size) (examples that get a gradient).
+
+  Rule when several are set: an explicit override wins. On the command line
+  (``--config.num_steps=N`` over a config file with num_epochs, in any script) `core.cli`
+  clears the file's other duration fields before this runs
+  (`core.config.apply_duration_overrides`); in code, set a duration with
+  `core.config.set_duration`, which clears the other two. Two fields still set here (both given
+  explicitly, or a config built by hand) raise a ValueError naming both and what to do.
   """
   get = lambda k: config.get(k) if hasattr(config, "get") else getattr(config, k, None)
   given = {k: get(k) for k in ("num_steps", "num_epochs", "num_examples") if get(k)}
-  if len(given) != 1:
+  if len(given) > 1:
+    named = " and ".join(f"config.{k}={v}" for k, v in given.items())
+    raise ValueError(
+        f"{named} are {'both' if len(given) == 2 else 'all'} set, but the training length comes "
+        f"from exactly one of num_steps / num_epochs / num_examples: keep the one you mean and "
+        f"set the others to None (in code: core.config.set_duration(config, field, value)); on "
+        f"the command line give only that one (e.g. --config.num_steps=N): it replaces the "
+        f"config file's duration")
+  if not given:
     raise ValueError("set exactly one of config.num_steps / num_epochs / num_examples "
-                     f"(> 0); got {given or 'none'}")
+                     "(> 0); got none")
   (key, value), = given.items()
   if value < 0 or not math.isfinite(value):
     raise ValueError(f"config.{key} must be positive, got {value}")

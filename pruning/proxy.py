@@ -32,8 +32,9 @@ def proxy_config(config, sub, methods: Sequence[str]) -> ml_collections.ConfigDi
                      f"{tuple(m for m in methods if m != 'proxy')}")
   cfg = ml_collections.ConfigDict(config.to_dict())
   cfg.train.model.update(dict(sub.model))
-  if int(sub.num_steps or 0):
-    cfg.train.num_steps = int(sub.num_steps)
+  if int(sub.num_steps or 0):  # replaces the train config's duration, whichever field it used
+    from core.config import set_duration
+    set_duration(cfg.train, "num_steps", int(sub.num_steps))
   options = dict(sub.options or {})
   if options:
     if inner not in cfg:
