@@ -41,6 +41,7 @@ import ml_collections
 import numpy as np
 
 from core import data as data_lib
+from core.config import set_duration
 from core.io import atomic_savefig, atomic_write_text, load_json
 from core import parallel
 from pruning import score_io, scores as scores_lib, select
@@ -76,15 +77,10 @@ def train_config_for(config, n_kept: int, seed: int) -> ml_collections.ConfigDic
   if budget == "steps":
     if not tc.get("num_steps"):
       raise ValueError("budget='steps' needs config.train.num_steps")
-    tc.num_epochs = None
-    tc.num_examples = None
-  else:
-    if not config.get("num_epochs"):
-      raise ValueError("budget='epochs' needs config.num_epochs")
-    tc.num_steps = None
-    tc.num_examples = None
-    tc.num_epochs = float(config.num_epochs)
-  return tc
+    return set_duration(tc, "num_steps", int(tc.num_steps))
+  if not config.get("num_epochs"):
+    raise ValueError("budget='epochs' needs config.num_epochs")
+  return set_duration(tc, "num_epochs", float(config.num_epochs))
 
 
 def _scoring_config(config) -> ml_collections.ConfigDict:
@@ -111,6 +107,41 @@ def _score_spec(spec: str, sc):
   return name, sc
 
 
+def needed_scores(config) -> list:
+  """The score specs a sweep computes, sorted: each method's score and config.correlate_with."""
+  return sorted({parse_method(str(m))[0] for m in config.methods} |
+                set(config.get("correlate_with", ())))
+
+
+def compute_scores(config, data, score_dir: str, log=lambda s: None) -> dict:
+  """{spec: (ScoreResult, wall seconds)} for each of `needed_scores(config)`, computed with the
+  sweep's scoring config (`_scoring_config`) and cached in `score_dir` (a rerun reads them)."""
+  sc = _scoring_config(config)
+  out = {}
+  for spec in needed_scores(config):
+    t = time.time()
+    name, sc_i = _score_spec(spec, sc)
+    res = scores_lib.compute_scores(name, data, sc_i, cache_dir=score_dir, log=log)
+    out[spec] = (res, time.time() - t)
+  return out
+
+
+def write_results(workdir: str, results: dict, rows: list, csv_name: str, plot_fn,
+                  png_name: str, log=lambda s: None) -> None:
+  """Process 0 writes workdir/results.json (`results`), `csv_name` (`rows`, the first row's
+  columns) and `png_name` (``plot_fn(results, path)``), each atomically."""
+  if parallel.process_index() != 0:
+    return
+  atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(results, indent=1))
+  buf = io.StringIO()
+  w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+  w.writeheader()
+  w.writerows(rows)
+  atomic_write_text(os.path.join(workdir, csv_name), buf.getvalue())
+  plot_fn(results, os.path.join(workdir, png_name))
+  log(f"wrote {workdir}/results.json, {csv_name}, {png_name}")
+
+
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool = True) -> dict:
   """Runs (or resumes) the sweep; returns the results dict also written to results.json."""
   is_main = parallel.process_index() == 0
@@ -130,16 +161,11 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool 
 
   # 1. Scores (computed once, cached under workdir/scores).
   sc = _scoring_config(config)
-  score_dir = os.path.join(workdir, "scores")
-  needed = sorted({name for name, _ in parsed.values()} |
-                  set(config.get("correlate_with", ())))
   results_scores = {}
-  for spec in needed:
-    t = time.time()
-    name, sc_i = _score_spec(spec, sc)
-    res = scores_lib.compute_scores(name, data, sc_i, cache_dir=score_dir, log=log)
+  for spec, (res, seconds) in compute_scores(config, data, os.path.join(workdir, "scores"),
+                                             log).items():
     results_scores[spec] = res.aligned_to(train_ds.ids)
-    log(f"scores {spec}: {time.time() - t:.1f}s")
+    log(f"scores {spec}: {seconds:.1f}s")
   correlations = {}
   names = sorted(results_scores)
   for i, a in enumerate(names):
@@ -207,15 +233,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool 
              seeds=seeds, class_balanced=bool(config.get("class_balanced", False)),
              score_config=score_io.to_jsonable(sc), spearman=correlations,
              summary=summary, cells=rows)
-  if is_main:
-    atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(out, indent=1))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(os.path.join(workdir, "results.csv"), buf.getvalue())
-    plot(out, os.path.join(workdir, "prune_sweep.png"))
-    log(f"wrote {workdir}/results.json, results.csv, prune_sweep.png")
+  write_results(workdir, out, rows, "results.csv", plot, "prune_sweep.png", log)
   return out
 
 

@@ -16,8 +16,6 @@ score costs, and InfoBatch against full training at equal epochs.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -26,30 +24,21 @@ import ml_collections
 import numpy as np
 
 from core import parallel
+from core.config import set_duration
 from core.data import load_dataset
 from core.io import atomic_savefig, atomic_write_text, to_jsonable
 from experiments import prune_sweep
-from pruning import infobatch as infobatch_lib, scores as scores_lib
-
-
-def _needed_scores(config) -> list:
-  names = {prune_sweep.parse_method(str(m))[0] for m in config.methods}
-  return sorted(names | set(config.get("correlate_with", ())))
+from pruning import infobatch as infobatch_lib
 
 
 def score_costs(config, workdir: str, log=print) -> dict:
   """Computes (or loads) each needed score in workdir/sweep/scores; returns {spec: seconds}."""
   data = load_dataset(**config.train.dataset.to_dict())
-  sc = prune_sweep._scoring_config(config)
-  score_dir = os.path.join(workdir, "sweep", "scores")
   path = os.path.join(workdir, "score_costs.json")
   known = json.load(open(path)) if os.path.exists(path) else {}
   costs = {}
-  for spec in _needed_scores(config):
-    name, sc_i = prune_sweep._score_spec(spec, sc)
-    t = time.time()
-    res = scores_lib.compute_scores(name, data, sc_i, cache_dir=score_dir, log=log)
-    elapsed = time.time() - t
+  for spec, (res, elapsed) in prune_sweep.compute_scores(
+      config, data, os.path.join(workdir, "sweep", "scores"), log).items():
     if "wall_time_s" in res.meta:
       costs[spec] = float(res.meta["wall_time_s"])
     elif spec in known and elapsed < 0.5 * float(known[spec]):   # a cache hit
@@ -80,9 +69,9 @@ def infobatch_cells(config, workdir: str, log=print) -> list:
           continue
       t = time.time()
       if kind == "full":
-        tc = ml_collections.ConfigDict(config.train.to_dict())
-        tc.update(num_steps=None, num_examples=None, num_epochs=float(ib.num_epochs),
-                  seed=int(seed), checkpoint=False, progress_bar=False)
+        tc = set_duration(ml_collections.ConfigDict(config.train.to_dict()), "num_epochs",
+                          float(ib.num_epochs))
+        tc.update(seed=int(seed), checkpoint=False, progress_bar=False)
         from core import train as train_lib
         res = train_lib.train_and_evaluate(tc, None, data=data)
         summary = {"steps": int(res.metrics["steps"]), "steps_saved": 0}
@@ -136,15 +125,7 @@ def run_selectors(config: ml_collections.ConfigDict, workdir: str, *, verbose: b
              infobatch=dict(cells=ib_rows, summary=_ib_summary(ib_rows),
                             config=to_jsonable(config.get("infobatch"))),
              wall_time_s=round(time.time() - t0, 1))
-  if is_main:
-    atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(out, indent=1))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(table[0]))
-    w.writeheader()
-    w.writerows(table)
-    atomic_write_text(os.path.join(workdir, "selectors.csv"), buf.getvalue())
-    plot(out, os.path.join(workdir, "selectors.png"))
-    log(f"wrote {workdir}/results.json, selectors.csv, selectors.png")
+  prune_sweep.write_results(workdir, out, table, "selectors.csv", plot, "selectors.png", log)
   return out
 
 

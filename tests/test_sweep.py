@@ -102,3 +102,22 @@ def test_configs_load(name):
     for m in c.methods:
       sweep.parse_method(m)
     assert c.budget in sweep.BUDGETS and c.train.num_steps
+
+
+def test_selectors_driver_reuses_the_sweep_scores_and_writers(tmp_path):
+  from experiments import selectors
+  c = _config(methods=("random", "input_norm"), seeds=(0,), correlate_with=())
+  wd = str(tmp_path)
+  out = selectors.run_selectors(c, wd, verbose=False)
+  sweep_out = json.load(open(os.path.join(wd, "sweep", "results.json")))
+  assert [dict(s, score_cost_s=None) for s in sweep_out["summary"]] == \
+      [dict(s, score_cost_s=None) for s in out["summary"]]
+  assert set(out["score_costs_s"]) == {"random", "input_norm"}  # the sweep's needed scores
+  score_files = os.listdir(os.path.join(wd, "sweep", "scores"))
+  assert len(score_files) == 2 and all(f.endswith(".npz") for f in score_files)  # shared
+  with open(os.path.join(wd, "selectors.csv")) as fh:
+    rows = list(csv.DictReader(fh))
+  assert [r["method"] for r in rows] == [s["method"] for s in out["summary"]]
+  assert "score_cost_s" in rows[0]
+  assert json.load(open(os.path.join(wd, "results.json")))["summary"] == out["summary"]
+  assert os.path.getsize(os.path.join(wd, "selectors.png")) > 0
