@@ -271,13 +271,35 @@ def run_method(config, data, pool_ids, method: str, seed: int, il: Optional[ILLo
   return out
 
 
+def config_fingerprint(cfg_json: dict) -> str:
+  """12 hex digits naming an experiment config (its JSON form) in results.json."""
+  from core.io import fingerprint
+  return fingerprint(cfg_json, length=12)
+
+
+def split_earlier(saved: dict, cfg_json: dict) -> tuple:
+  """(the saved results of config `cfg_json` or None, {fingerprint: results} of every other
+  config) from a results.json: the runs of earlier configs are kept, never dropped.
+
+  A results.json holds the current config's runs at the top level and the other configs'
+  under ``earlier_configs``; going back to an earlier config reuses its runs.
+  """
+  earlier = dict(saved.get("earlier_configs") or {})
+  top = {k: v for k, v in saved.items() if k != "earlier_configs"}
+  if top.get("config") is not None:
+    earlier[top.get("config_fingerprint") or config_fingerprint(top["config"])] = top
+  return earlier.pop(config_fingerprint(cfg_json), None), earlier
+
+
 def run_experiment(config, workdir: Optional[str] = None,
                    log: Callable[[str], None] = print) -> dict:
   """The label-noise experiment: IL model, then every (method, seed) run.
 
   Writes (atomically) to `workdir`: il_losses.npz (score file), results.json,
   curves.csv, rholoss.png; results.json is rewritten after every run, and runs
-  already in it (same config) are not repeated when the command is re-run.
+  already in it (same config) are not repeated when the command is re-run. Runs of another
+  config stay in results.json under ``earlier_configs[<config fingerprint>]``
+  (`split_earlier`); curves.csv and rholoss.png show the current config.
   """
   import time
   from pruning import score_io
@@ -297,14 +319,18 @@ def run_experiment(config, workdir: Optional[str] = None,
   il_info.update(mean_il_loss_noisy=float(il.losses[is_noisy].mean()) if is_noisy.any() else None,
                  mean_il_loss_clean=float(il.losses[~is_noisy].mean()))
   cfg_json = score_io.to_jsonable(config)
-  results = dict(config=cfg_json, dataset=data.name, num_pool=int(len(pool)),
-                 num_holdout=int(len(holdout)), num_noisy_pool=int(len(noisy_pool)),
-                 noisy_ids=noisy_pool.tolist(), il_model=il_info, methods={})
-  old = None
+  results = dict(config=cfg_json, config_fingerprint=config_fingerprint(cfg_json),
+                 dataset=data.name, num_pool=int(len(pool)), num_holdout=int(len(holdout)),
+                 num_noisy_pool=int(len(noisy_pool)), noisy_ids=noisy_pool.tolist(),
+                 il_model=il_info, methods={})
+  old, earlier = None, {}
   if workdir and os.path.exists(os.path.join(workdir, "results.json")):
-    old = load_json(os.path.join(workdir, "results.json"), what="RHO-LOSS results")
-    if old.get("config") != cfg_json:
-      old = None
+    old, earlier = split_earlier(load_json(os.path.join(workdir, "results.json"),
+                                           what="RHO-LOSS results"), cfg_json)
+    if earlier:
+      log(f"results.json keeps the runs of {len(earlier)} other config(s) under "
+          f"earlier_configs: {sorted(earlier)}")
+  results["earlier_configs"] = earlier
   for m in r.methods:
     results["methods"][m] = {"seeds": {}}
     for seed in r.seeds:

@@ -1,4 +1,6 @@
 """RHO-LOSS: selectors, label noise, IL storage, trainer selection path."""
+import json
+
 import numpy as np
 import pytest
 
@@ -152,3 +154,43 @@ def test_noisy_labels_selected_less_by_rholoss_than_by_loss(tmp_path):
   # re-running reuses IL losses and finished runs
   res2 = rholoss_exp.run_experiment(c, str(tmp_path), log=lambda s: None)
   assert res2["methods"]["loss"]["seeds"]["0"]["test_acc"] == res["methods"]["loss"]["seeds"]["0"]["test_acc"]
+
+
+def test_results_keep_the_runs_of_an_earlier_config(tmp_path, monkeypatch):
+  # The bookkeeping only: the IL model and the runs are stand-ins that record the config's lr
+  # (the real ones are exercised by test_noisy_labels_selected_less_by_rholoss_than_by_loss).
+  trained = []
+
+  def fake_il(config, data, holdout_ids, pool_ids, cache_path=None, log=None):
+    return rholoss.ILLosses(np.sort(pool_ids), np.zeros(len(pool_ids))), {}
+
+  def fake_run(config, data, pool_ids, method, seed, il, noisy_ids):
+    trained.append(float(config.optimizer.lr))
+    return dict(steps=[0, 4], test_acc=[0.1, float(config.optimizer.lr)], examples_seen=[0, 64],
+                gradient_examples=[0, 64], wall_time_s=0.0, selection=None)
+
+  monkeypatch.setattr(rholoss_exp, "train_il_model", fake_il)
+  monkeypatch.setattr(rholoss_exp, "run_method", fake_run)
+  monkeypatch.setattr(rholoss_exp, "plot_results", lambda *a, **k: None)
+
+  def cfg(lr):
+    c = _digits_config(methods=("uniform",), seeds=(0,))
+    c.optimizer.lr = lr
+    return c
+  wd, quiet = str(tmp_path), lambda s: None
+  a = rholoss_exp.run_experiment(cfg(0.25), wd, log=quiet)
+  b = rholoss_exp.run_experiment(cfg(0.5), wd, log=quiet)  # another config, same workdir
+  saved = json.load(open(tmp_path / "results.json"))
+  assert saved["config_fingerprint"] == b["config_fingerprint"] != a["config_fingerprint"]
+  assert saved["methods"]["uniform"]["seeds"]["0"]["test_acc"] == [0.1, 0.5]
+  kept = saved["earlier_configs"][a["config_fingerprint"]]  # the first config's runs are kept
+  assert kept["config"]["optimizer"]["lr"] == 0.25
+  assert kept["methods"]["uniform"]["seeds"]["0"]["test_acc"] == [0.1, 0.25]
+  # Back to the first config: its runs are reused (nothing trains), the second one's are kept.
+  again = rholoss_exp.run_experiment(cfg(0.25), wd, log=quiet)
+  assert trained == [0.25, 0.5]
+  assert again["methods"]["uniform"]["seeds"]["0"]["test_acc"] == [0.1, 0.25]
+  saved = json.load(open(tmp_path / "results.json"))
+  assert set(saved["earlier_configs"]) == {b["config_fingerprint"]}
+  assert saved["earlier_configs"][b["config_fingerprint"]]["methods"] == \
+      json.loads(json.dumps(b["methods"]))
