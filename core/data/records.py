@@ -39,7 +39,8 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from core.data.types import NORMALIZATIONS, ArrayDataset, DataError, DatasetSplits, normalize
+from core.data.types import (NORMALIZATIONS, ArrayDataset, DataError, DatasetSplits,
+                             normalization_stats, positions_of)
 from core.io import CorruptFileError, load_json, load_npz
 
 FORMAT = "prune-records-v1"
@@ -57,18 +58,12 @@ def _rewrite_hint(folder: str) -> str:
 
 
 # ----------------------------------------------------------------------------
-# Normalisation statistics (as core.data.types.normalize computes them).
+# Normalisation statistics (core.data.types.normalization_stats, as normalize uses).
 
 
 def _stats(x: np.ndarray) -> dict:
   """{mode: (mean, std)} of the training inputs for every normalisation mode."""
-  out = {}
-  for mode in ("standardize", "per_channel"):
-    axes = tuple(range(x.ndim)) if mode == "standardize" else tuple(range(x.ndim - 1))
-    mean = x.mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = x.std(axis=axes, keepdims=True, dtype=np.float64) + 1e-8
-    out[mode] = (mean, std)
-  return out
+  return {mode: normalization_stats(x, mode) for mode in ("standardize", "per_channel")}
 
 
 class _RunningStats:
@@ -291,14 +286,12 @@ def prepare_tfds(name: str, tfds_data_dir: str, directory: str, *,
   examples in memory at a time. Images are stored as uint8 (gathered as float32 / 255, as the
   in-memory TFDS path scales them); ids are TFDS `example_id` where present, else positions."""
   from core.data import tfds_source
-  tf, tfds = tfds_source._import_tfds()
+  _, tfds = tfds_source._import_tfds()
   builder = tfds_source.get_builder(name, tfds_data_dir)
-  features = builder.info.features
-  key = next((k for k in tfds_source.IMAGE_KEYS if k in features), None)
-  if key is None:
-    raise DataError(f"{name}: no input feature among {tfds_source.IMAGE_KEYS}")
-  num_classes = features["label"].num_classes
-  has_id = "example_id" in features
+  tfds_source.input_key(builder)  # fails early, naming the features, if there is no input
+  num_classes = builder.info.features["label"].num_classes
+  has_id = "example_id" in builder.info.features
+  to_xy = tfds_source.example_to_xy(builder, image_size)
   written = {}
   for split in ("train", "test"):
     src = split if split in builder.info.splits else "validation"
@@ -306,17 +299,6 @@ def prepare_tfds(name: str, tfds_data_dir: str, directory: str, *,
       raise DataError(f"{name}: no {split!r} split; has {list(builder.info.splits)}")
     ds = builder.as_dataset(split=src, shuffle_files=False,
                             read_config=tfds.ReadConfig(interleave_cycle_length=1))
-
-    def to_xy(ex):
-      x = ex[key]
-      if image_size:
-        x = tf.image.resize(x, (image_size, image_size))
-      if x.dtype == tf.uint8:
-        x = tf.cast(x, tf.float32) / 255.0
-      out = {"x": tf.cast(x, tf.float32), "y": tf.cast(ex["label"], tf.int32)}
-      if has_id:
-        out["id"] = ex["example_id"]
-      return out
 
     def chunks():
       start = 0
@@ -426,22 +408,10 @@ class RecordDataset:
     return self._replace(y=y)
 
   def positions(self, ids: Sequence[int]) -> np.ndarray:
-    ids = _check_ids(ids, self.name)
-    uniq, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-      raise DataError(f"{self.name}: duplicated ids {uniq[counts > 1][:10].tolist()}")
-    return self.positions_with_repeats(ids)
+    return positions_of(self.ids, ids, self.name)
 
   def positions_with_repeats(self, ids: Sequence[int]) -> np.ndarray:
-    ids = _check_ids(ids, self.name)
-    order = np.argsort(self.ids, kind="stable")
-    sorted_ids = self.ids[order]
-    pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
-    bad = sorted_ids[pos] != ids
-    if bad.any():
-      raise DataError(f"{self.name}: ids not in dataset (valid ids {int(self.ids.min())}.."
-                      f"{int(self.ids.max())}): {ids[bad][:10].tolist()}")
-    return order[pos]
+    return positions_of(self.ids, ids, self.name, repeats=True)
 
   def fingerprint(self) -> str:
     """Equal to the in-memory `ArrayDataset.fingerprint` of the same split when the record set
@@ -538,17 +508,6 @@ class RecordDataset:
 
   def __repr__(self):
     return f"RecordDataset({self.name!r}, n={len(self)}, path={self.path!r})"
-
-
-def _check_ids(ids, name) -> np.ndarray:
-  ids = np.asarray(ids)
-  if ids.ndim != 1:
-    raise DataError(f"ids must be 1-D, got shape {ids.shape}")
-  if ids.size == 0:
-    raise DataError(f"{name}: empty id list")
-  if not np.issubdtype(ids.dtype, np.integer):
-    raise DataError(f"ids must be integers, got dtype {ids.dtype}")
-  return ids
 
 
 def load_record_splits(name: str, data_dir: Optional[str], *,

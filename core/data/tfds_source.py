@@ -66,17 +66,23 @@ def get_builder(name: str, data_dir, num_train=None, num_test=None, seed=None):
   return builder
 
 
-def _read_split(builder, split: str, image_size=None):
-  """All examples of `split` (a TFDS split string) as (x, y, example_id|None)."""
-  tf, tfds = _import_tfds()
-  ds = builder.as_dataset(split=split, shuffle_files=False,
-                          read_config=tfds.ReadConfig(interleave_cycle_length=1))
+def input_key(builder) -> str:
+  """The input feature of a TFDS builder: the first of IMAGE_KEYS it has."""
   features = builder.info.features
   key = next((k for k in IMAGE_KEYS if k in features), None)
   if key is None:
     raise DataError(f"{builder.name}: no input feature among {IMAGE_KEYS}; "
-                             f"features are {list(features)}")
-  has_id = "example_id" in features
+                    f"features are {list(features)}")
+  return key
+
+
+def example_to_xy(builder, image_size=None):
+  """The tf.data map from a TFDS example to {'x' float32 (uint8 images / 255, resized to
+  image_size x image_size if given), 'y' int32, ['id': example_id]}: shared by the in-memory
+  reader and the record writer (core.data.records.prepare_tfds)."""
+  tf, _ = _import_tfds()
+  key = input_key(builder)
+  has_id = "example_id" in builder.info.features
 
   def to_xy(ex):
     x = ex[key]
@@ -88,6 +94,17 @@ def _read_split(builder, split: str, image_size=None):
     if has_id:
       out["id"] = ex["example_id"]
     return out
+
+  return to_xy
+
+
+def _read_split(builder, split: str, image_size=None):
+  """All examples of `split` (a TFDS split string) as (x, y, example_id|None)."""
+  tf, tfds = _import_tfds()
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          read_config=tfds.ReadConfig(interleave_cycle_length=1))
+  to_xy = example_to_xy(builder, image_size)
+  has_id = "example_id" in builder.info.features
 
   xs, ys, ids = [], [], []
   for b in tfds.as_numpy(ds.map(to_xy).batch(4096)):

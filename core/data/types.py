@@ -18,6 +18,37 @@ class DataError(ValueError):
   """Bad dataset name, ids, shapes or values."""
 
 
+def check_ids(ids, name: str = "") -> np.ndarray:
+  """`ids` as a non-empty 1-D integer array; DataError naming the dataset otherwise."""
+  ids = np.asarray(ids)
+  if ids.ndim != 1:
+    raise DataError(f"ids must be 1-D, got shape {ids.shape}")
+  if ids.size == 0:
+    raise DataError(f"{name}: empty id list")
+  if not np.issubdtype(ids.dtype, np.integer):
+    raise DataError(f"ids must be integers, got dtype {ids.dtype}")
+  return ids
+
+
+def positions_of(all_ids: np.ndarray, ids, name: str = "", repeats: bool = False) -> np.ndarray:
+  """Positions in `all_ids` (a split's ids) of the given `ids`: DataError on unknown ids,
+  and on repeated ones unless `repeats` (a batch larger than the set). Shared by the
+  in-memory `ArrayDataset` and the streamed `core.data.records.RecordDataset`."""
+  ids = check_ids(ids, name)
+  if not repeats:
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+      raise DataError(f"{name}: duplicated ids {uniq[counts > 1][:10].tolist()}")
+  order = np.argsort(all_ids, kind="stable")
+  sorted_ids = all_ids[order]
+  pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
+  bad = sorted_ids[pos] != ids
+  if bad.any():
+    raise DataError(f"{name}: ids not in dataset (valid ids {int(all_ids.min())}.."
+                    f"{int(all_ids.max())}): {ids[bad][:10].tolist()}")
+  return order[pos]
+
+
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
   """Examples of one split. `y` holds int labels (n,) or soft targets (n, C)."""
@@ -50,34 +81,11 @@ class ArrayDataset:
 
   def positions(self, ids: Sequence[int]) -> np.ndarray:
     """Row positions of the given stable ids; raises on unknown or repeated ids."""
-    ids = self._check_ids(ids)
-    uniq, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-      raise DataError(f"{self.name}: duplicated ids {uniq[counts > 1][:10].tolist()}")
-    return self.positions_with_repeats(ids)
+    return positions_of(self.ids, ids, self.name)
 
   def positions_with_repeats(self, ids: Sequence[int]) -> np.ndarray:
     """Row positions of the given ids, which may repeat (a batch larger than the set)."""
-    ids = self._check_ids(ids)
-    order = np.argsort(self.ids, kind="stable")
-    sorted_ids = self.ids[order]
-    pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
-    bad = sorted_ids[pos] != ids
-    if bad.any():
-      raise DataError(
-          f"{self.name}: ids not in dataset (valid ids {int(self.ids.min())}.."
-          f"{int(self.ids.max())}): {ids[bad][:10].tolist()}")
-    return order[pos]
-
-  def _check_ids(self, ids) -> np.ndarray:
-    ids = np.asarray(ids)
-    if ids.ndim != 1:
-      raise DataError(f"ids must be 1-D, got shape {ids.shape}")
-    if ids.size == 0:
-      raise DataError(f"{self.name}: empty id list")
-    if not np.issubdtype(ids.dtype, np.integer):
-      raise DataError(f"ids must be integers, got dtype {ids.dtype}")
-    return ids
+    return positions_of(self.ids, ids, self.name, repeats=True)
 
   def gather(self, positions) -> tuple:
     """(x, y) of the rows at `positions` (repeats allowed): the one way the trainer and
@@ -133,11 +141,20 @@ def normalize(train_x: np.ndarray, test_x: np.ndarray, mode: str):
     raise DataError(f"unknown normalization {mode!r}; choose from {NORMALIZATIONS}")
   if mode == "none":
     return train_x, test_x
-  axes = tuple(range(train_x.ndim)) if mode == "standardize" else tuple(range(train_x.ndim - 1))
-  mean = train_x.mean(axis=axes, keepdims=True, dtype=np.float64)
-  std = train_x.std(axis=axes, keepdims=True, dtype=np.float64) + 1e-8
+  mean, std = normalization_stats(train_x, mode)
   f = lambda a: ((a - mean) / std).astype(np.float32)
   return f(train_x), f(test_x)
+
+
+def normalization_stats(x: np.ndarray, mode: str) -> tuple:
+  """(mean, std + 1e-8), float64, broadcastable to x: one scalar ('standardize') or one per
+  last-axis channel ('per_channel'), over the training inputs `x` (n, ...)."""
+  if mode not in ("standardize", "per_channel"):
+    raise DataError(f"no statistics for normalization {mode!r}")
+  axes = tuple(range(x.ndim)) if mode == "standardize" else tuple(range(x.ndim - 1))
+  mean = x.mean(axis=axes, keepdims=True, dtype=np.float64)
+  std = x.std(axis=axes, keepdims=True, dtype=np.float64) + 1e-8
+  return mean, std
 
 
 def class_balanced_ids(ds: ArrayDataset, per_class: int, seed: int) -> np.ndarray:
