@@ -58,6 +58,11 @@ def test_config_args():
   assert imagenet_resnet50.get_config("resnet18").optimizer.lr == 0.1
   with pytest.raises(ValueError, match="unknown config arg 'huge'"):
     imagenet_resnet50.get_config("huge")
+  from experiments.configs import imagenet_prune_sweep
+  sweep = imagenet_prune_sweep.get_config()
+  assert sweep.train.model.name == "resnet50" and sweep.train.dataset.source == "records"
+  assert sweep.budget == "epochs" and sweep.num_epochs == 90
+  assert imagenet_prune_sweep.get_config("resnet18").train.model.name == "resnet18"
 
 
 @pytest.fixture(scope="module")
