@@ -38,8 +38,12 @@ class DistributedInitError(RuntimeError):
   """A multi-process launch that cannot form its group (no coordinator, bad process id)."""
 
 
-def _launch_hint(num_processes: int, coordinator: str) -> str:
-  return (f"check that all {num_processes} processes were started, each with a distinct "
+def _launch_hint(num_processes: int, coordinator: str, process_id: int) -> str:
+  # A duplicated --process_id is not visible from Python: JAX aborts the group in C++ (the
+  # others log "... tried to connect with a different incarnation"), or the group of the first
+  # ones forms and ends, and the duplicate times out here; so the hint names it.
+  return (f"two processes may have the same --process_id (this one has {process_id}); check "
+          f"that all {num_processes} processes were started, each with a distinct "
           f"--process_id in 0..{num_processes - 1} and the same --num_processes={num_processes} "
           f"and --coordinator_address={coordinator} (process 0 hosts the coordinator), and that "
           f"the host and port are reachable")
@@ -100,7 +104,7 @@ def maybe_initialize_distributed(coordinator_address: Optional[str] = None,
     raise ValueError(f"initialization timeout must be > 0 s, got {timeout_s} "
                      f"(${ENV_INIT_TIMEOUT})")
   who = f"process {process_id} of {num_processes}"
-  hint = _launch_hint(num_processes, coordinator_address)
+  hint = _launch_hint(num_processes, coordinator_address, process_id)
   deadline = time.monotonic() + timeout_s
   print(f"[{who}] joining coordinator {coordinator_address} (timeout {timeout_s:g} s)",
         file=sys.stderr, flush=True)

@@ -349,6 +349,26 @@ def test_multiprocess_missing_peer_fails_within_timeout():
     parallel.maybe_initialize_distributed("localhost:1", 2, 2)
 
 
+def test_multiprocess_duplicated_process_id_is_named_in_the_timeout_message():
+  """Two processes launched with --process_id=1: the duplicate cannot join (JAX aborts the group
+  in C++, or the group 0 + 1 forms and ends first); its error names the likely cause."""
+  import time
+  port = _free_port()
+  procs = [_launch(0, port)]
+  time.sleep(1.0)
+  procs += [_launch(1, port), _launch(1, port)]
+  try:
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+      p.wait()
+  failed = [o for p, o in zip(procs[1:], outs[1:]) if p.returncode != 0]
+  assert failed, outs
+  assert any("two processes may have the same --process_id (this one has 1)" in o
+             for o in failed), outs
+
+
 # ----------------------------------------------------------------------------------------------
 # 9. Unconverged saddle points are reported, and the frontier never picks one.
 
