@@ -145,9 +145,15 @@ def get_config(arg=None):
   full = arg == "distill_full"
   methods = (("random", "label_solve", "kip_fc", "kip_conv", "dd", "dc", "dsa", "dm") if full
              else ("random", "label_solve", "kip_fc", "dsa", "dm"))
-  c.distill_controls = main_job_controls(
-      c, digits_matching.get_config(), methods, seeds=(0, 1),
-      skip=digits_matching.get_config().skip if full else (("dsa", 50),))
+  matching = digits_matching.get_config()
+  if full:  # every method at 1, 10, 50 per class, 2 seeds; the 50-per-class runs CPU-scaled
+    matching.per_ipc["50"] = dict(
+        matching.per_ipc["50"].to_dict(),
+        dc=dict(iterations=10, outer_loop=10, inner_loop=10),
+        dsa=dict(iterations=10, outer_loop=10, inner_loop=10), dd=dict(iterations=25),
+        kip_conv=dict(kip=dict(steps=4, target_per_class=10)))
+  c.distill_controls = main_job_controls(c, matching, methods, seeds=(0, 1),
+                                         skip=() if full else (("dsa", 50),))
   if arg == "quick":
     shrink_for_quick(c)
   return c
