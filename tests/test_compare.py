@@ -159,3 +159,28 @@ def test_one_evaluation_network_for_pruned_and_distilled_cells(tmp_path, monkeyp
   assert [s[0] for s in seen] == [7, 7]
   assert seen[0][1] == seen[1][1] == c.train.model.to_dict()
   assert [s[2] for s in seen] == ["cross_entropy", "mse"]  # hard labels vs soft labels
+
+
+@pytest.mark.parametrize("module, arg, methods", [
+    ("compare", None, {"random", "label_solve", "kip_fc", "dsa", "dm"}),
+    ("compare", "distill_full", {"random", "label_solve", "kip_fc", "kip_conv", "dd", "dc", "dsa",
+                                 "dm"}),
+    ("compare_mnist1d", "distill", {"random", "label_solve", "kip_fc", "dd", "dc", "dsa", "dm"}),
+])
+def test_controls_sections_of_the_comparison_configs(module, arg, methods):
+  """The controls section's config: its methods, the comparison's own data, no other
+  evaluation network than the comparison's (replaced at run time), 2 seeds, and cells that the
+  default and the full grid share have the same fingerprints (the full run reuses them)."""
+  import importlib
+  from distill import controls
+  mod = importlib.import_module(f"experiments.configs.{module}")
+  c = mod.get_config(arg)
+  cc = c.distill_controls.config
+  assert c.distill_controls.enabled and set(cc.methods) == methods
+  assert dict(cc.dataset) == dict(c.dataset) and tuple(cc.seeds) == (0, 1)
+  if module == "compare":
+    default = mod.get_config().distill_controls.config
+    shared = [(m, ipc) for m in ("random", "dm") for ipc in (1, 10, 50)] + [
+        ("dsa", 1), ("dsa", 10)]  # DSA at 50 per class runs only in the full grid
+    for m, ipc in shared:
+      assert controls.cell_fingerprint(cc, m, ipc) == controls.cell_fingerprint(default, m, ipc)
