@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from core import parallel
 from core.config import config_value as _get
 from core.io import fingerprint
 from distill import dsa as dsa_lib
@@ -104,7 +105,8 @@ class Teacher:
     tcfg.seed = int(seed)
     tcfg.loss = "cross_entropy"
     tcfg.center_at_init = False
-    tcfg.num_devices = 1
+    # one device is fastest for a small split; with several processes every device takes part
+    tcfg.num_devices = None if parallel.process_count() > 1 else 1
     tcfg.progress_bar = False
     tcfg.checkpoint = False
     t0 = time.time()

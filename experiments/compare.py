@@ -278,10 +278,13 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
   show = config.progress_bar and is_writer()
   for cell in tqdm(cells, desc="comparison cells", disable=not show):
     rows.append(run_cell(cell, scores, evaluator, cache, config, workdir))
+  report.write_csv(rows, os.path.join(workdir, "results.csv"))  # process 0 writes (core.io)
+  report.write_json(rows, os.path.join(workdir, "results.json"))
+  # every process: the sections train networks collectively
+  sections = (scaling_sections(config, workdir)
+              + controls_sections(config, workdir, rows, data, scores))
   if not is_writer():  # the report is process 0's
     return rows
-  report.write_csv(rows, os.path.join(workdir, "results.csv"))
-  report.write_json(rows, os.path.join(workdir, "results.json"))
   plots = {
       "Test error vs budget": report.plot_error_vs_budget(
           rows, os.path.join(workdir, "error_vs_budget.png"), data.name),
@@ -293,9 +296,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
   }
   report.write_report(rows, workdir, dataset=data.name,
                       config_json=config.to_json_best_effort(indent=1), plots=plots,
-                      notes=protocol_notes(config, data),
-                      sections=(scaling_sections(config, workdir)
-                                + controls_sections(config, workdir, rows, data, scores)))
+                      notes=protocol_notes(config, data), sections=sections)
   return rows
 
 
@@ -381,11 +382,11 @@ def controls_sections(config, workdir: str, rows: list, data, scores: dict) -> t
     path = os.path.join(workdir, "scores", "seconds.json")
     seconds = load_json(path, what="score timings") if os.path.exists(path) else {}
     given = best_pruning_sets(config, rows, data, scores, cc, seconds)
-  res = distill_controls.run_distill_controls(cc, os.path.join(workdir, "distill_controls"),
-                                              data=data, given_sets=given,
+  out = os.path.join(workdir, "distill_controls")
+  res = distill_controls.run_distill_controls(cc, out, data=data, given_sets=given,
                                               progress=bool(config.progress_bar))
   return (distill_controls.controls_section(distill_controls.summarize(res), cc,
-                                            image_prefix="distill_controls/"),)
+                                            image_prefix="distill_controls/", workdir=out),)
 
 
 def scaling_sections(config, workdir: str) -> tuple:

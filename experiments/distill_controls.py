@@ -299,6 +299,9 @@ def plot_images(workdir: str, config, path: str, dataset: str) -> None:
   import matplotlib.pyplot as plt
   fig_cfg = _get(config, "figure", {})
   ipc, seed = int(_get(fig_cfg, "images_per_class", 1)), int(_get(fig_cfg, "seed", 0))
+  budgets = sorted(int(k) for k in config.images_per_class)
+  if ipc not in budgets:  # the largest budget run below the configured one, else the smallest
+    ipc = max([k for k in budgets if k <= ipc] or budgets[:1])
   sets = []
   for m in config.methods:
     p = os.path.join(workdir, "supports", f"{m}_ipc{ipc}_seed{seed}.npz")
@@ -349,8 +352,10 @@ def plot_images(workdir: str, config, path: str, dataset: str) -> None:
 # The main job's report section.
 
 
-def controls_section(summary: list, config, image_prefix: str = "") -> str:
-  """Markdown section: the controls table, the figures and what it shows, from `summary`."""
+def controls_section(summary: list, config, image_prefix: str = "",
+                     workdir: Optional[str] = None) -> str:
+  """Markdown section: the controls table, the figures and what it shows, from `summary`.
+  With `workdir` (the run folder the figures are in) only figures that exist are linked."""
   idx = {(s["method"], s["images_per_class"], s["labels"], s["augment"]): s for s in summary}
   lines = ["## Distilled sets vs random real images and the best pruning rule, under controls",
            "",
@@ -378,6 +383,8 @@ def controls_section(summary: list, config, image_prefix: str = "") -> str:
     lines.append(f"- {ipc} per class, {setting}: random real images "
                  f"{100 * rnd['acc_mean']:.1f} ± {100 * rnd['acc_std']:.1f}%; above it "
                  f"{margin}: {', '.join(beat) if beat else 'none'}.")
-  lines += ["", f"![controls]({image_prefix}controls.png)", "",
-            f"![support sets]({image_prefix}distilled_images.png)", ""]
+  lines.append("")
+  for name, png in (("controls", "controls.png"), ("support sets", "distilled_images.png")):
+    if workdir is None or os.path.exists(os.path.join(workdir, png)):
+      lines += [f"![{name}]({image_prefix}{png})", ""]
   return "\n".join(lines)

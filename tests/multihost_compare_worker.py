@@ -32,6 +32,10 @@ c.distill.kip.steps = 5
 c.scores.el2n = dict(epoch=1, num_runs=1)
 c.score_train.num_epochs = 1
 c.progress_bar = False
+# the controls section on a pod: the teacher and every evaluation train collectively
+c.distill_controls.config.methods = ("random",)
+c.distill_controls.config.images_per_class = (4,)
+c.distill_controls.config.finite_train_teacher.num_steps = 40
 rows = compare.run_comparison(c, workdir)
 assert jax.process_count() == nproc and jax.device_count() == nproc * ndev
 print(f"process {pid}: done", [(r["method"], r["network_accuracy"]) for r in rows], flush=True)

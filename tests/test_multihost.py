@@ -83,6 +83,15 @@ def test_comparison_two_processes_match_one_process(tmp_path):
     s = rows["single"][key]
     assert abs(r["network_accuracy"] - s["network_accuracy"]) < 0.02, (key, r, s)
     assert abs(r["krr_accuracy"] - s["krr_accuracy"]) < 0.02, (key, r, s)
+  # the controls section: random real images and the best pruning rule under every label x
+  # augmentation setting, the same on 2 x 2 devices as on 1 process
+  ctl = {}
+  for name in ("multi", "single"):
+    with open(tmp_path / name / "distill_controls" / "summary.json") as fh:
+      ctl[name] = {(s["method"], s["labels"], s["augment"]): s["acc_mean"] for s in json.load(fh)}
+  assert ctl["multi"].keys() == ctl["single"].keys() and len(ctl["multi"]) == 2 * 6
+  for key, acc in ctl["multi"].items():
+    assert abs(acc - ctl["single"][key]) < 0.03, (key, acc, ctl["single"][key])
   # one writer: no temporary files left from a second process's atomic writes
   leftovers = [f for _, _, fs in os.walk(tmp_path / "multi") for f in fs if ".tmp" in f]
   assert not leftovers
