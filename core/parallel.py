@@ -250,7 +250,9 @@ def use_compilation_cache(folder: str, min_compile_seconds: float = 1.0) -> None
   folder inside their workdir: a fresh workdir starts cold, so its timings include
   compilation. Single-process runs only: a no-op with several processes (they would all
   write to one folder)."""
-  if jax.process_count() > 1:
+  # jax.distributed.is_initialized, not process_count: the latter starts the CPU backend,
+  # and XLA flags (distill.nt_compat's ISA cap) can only be set before it starts
+  if jax.distributed.is_initialized():
     return
   os.makedirs(folder, exist_ok=True)
   jax.config.update("jax_compilation_cache_dir", folder)

@@ -112,6 +112,8 @@ def network(spec: KernelSpec, example_shape: Sequence[int]):
 
 def make_kernel_fn(spec: KernelSpec, example_shape: Sequence[int]) -> Callable:
   """Jitted `k(x1, x2) -> (n1, n2)` array of the spec's kernel type."""
+  if spec.architecture != "fc":
+    nt_compat.check_conv_kernels_safe(f"the {spec.architecture} kernel")
   _, _, kernel_fn = network(spec, tuple(example_shape))
   get = spec.kernel_type
 

@@ -45,6 +45,9 @@ import jax.interpreters.ad
 SUPPLIED: list[str] = []
 # The XLA:CPU flag this layer added to XLA_FLAGS (None: none needed, or too late / overridden).
 XLA_WORKAROUND: str | None = None
+# The flag that was needed but could not be set (the backend had started): ConvNet kernels then
+# refuse to run (`check_conv_kernels_safe`) instead of crashing the process.
+XLA_WORKAROUND_MISSED: str | None = None
 ISA_ENV = "PRUNE_XLA_CPU_MAX_ISA"  # unset: AVX2 where needed; "native": leave XLA alone
 ISA_FLAG = "--xla_cpu_max_isa"
 
@@ -183,6 +186,9 @@ def xla_cpu_workaround(environ=None) -> str | None:
     return None
   flag = f"{ISA_FLAG}={choice}"
   if _backend_started():
+    if environ is os.environ:
+      global XLA_WORKAROUND_MISSED
+      XLA_WORKAROUND_MISSED = flag
     warnings.warn(f"distill.nt_compat: JAX's CPU backend started before {flag} could be set; "
                   "float64 ConvNet kernels may crash XLA:CPU on this AVX-512 CPU. Import distill "
                   f"before any JAX computation, or start with XLA_FLAGS={flag}.", RuntimeWarning,
@@ -192,6 +198,18 @@ def xla_cpu_workaround(environ=None) -> str | None:
   if environ is os.environ:
     XLA_WORKAROUND = flag
   return flag
+
+
+def check_conv_kernels_safe(what: str = "a float64 ConvNet kernel") -> None:
+  """Raises instead of letting XLA:CPU crash the process: where the ISA cap was needed but the
+  CPU backend had started before distill was imported (`XLA_WORKAROUND_MISSED`)."""
+  if XLA_WORKAROUND_MISSED and jax.default_backend() == "cpu":
+    raise RuntimeError(
+        f"{what} would crash XLA:CPU on this AVX-512 CPU (jaxlib >= 0.8, float64 conv + "
+        f"reduce_window): JAX's CPU backend started before distill set {XLA_WORKAROUND_MISSED}. "
+        f"Import distill before any JAX computation in this program, or start it with "
+        f"XLA_FLAGS={XLA_WORKAROUND_MISSED} (PRUNE_XLA_CPU_MAX_ISA=native if your CPU does not "
+        "need it).")
 
 
 def apply():

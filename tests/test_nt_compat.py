@@ -259,3 +259,41 @@ def test_conv_reduce_window_crashes_without_workaround(tmp_path):
   assert res.returncode == -signal.SIGSEGV, (
       f"expected SIGSEGV (XLA:CPU float64 conv on AVX-512), got rc={res.returncode}; if it now "
       f"passes, XLA fixed it and distill.nt_compat's ISA flag can go\n{res.stderr[-2000:]}")
+
+
+def test_entry_point_start_up_leaves_the_backend_unstarted(tmp_path):
+  """What every entry point does before the first computation (core.cli's start-up and the
+  compilation cache) must not start JAX's CPU backend, or distill's ISA cap comes too late."""
+  res = _run(f"""
+      from core import parallel
+      parallel.maybe_initialize_distributed(None, None, None)
+      parallel.use_compilation_cache({str(tmp_path / 'cache')!r})
+      from jax._src import xla_bridge
+      assert not xla_bridge._backends, "the backend started"
+      import distill.nt_compat as n
+      print("missed", n.XLA_WORKAROUND_MISSED)
+      """, env=_env(""))
+  assert res.returncode == 0, res.stderr[-3000:]
+  assert "missed None" in res.stdout
+
+
+def test_conv_kernel_refuses_instead_of_crashing_when_the_cap_came_too_late():
+  """The backend started before distill was imported: a ConvNet kernel raises a clear error
+  naming the flag, where XLA:CPU would SIGSEGV; the FC kernel still runs."""
+  if _version("jaxlib") < (0, 8) or not _avx512():
+    pytest.skip("the cap is not needed on this CPU / jaxlib")
+  res = _run("""
+      import jax.numpy as jnp
+      jnp.ones(3).sum().block_until_ready()  # the backend starts first
+      import warnings
+      warnings.simplefilter("ignore")
+      from distill import kernels
+      fc = kernels.make_kernel_fn(kernels.KernelSpec(architecture="fc"), (8, 8, 1))
+      try:
+        kernels.make_kernel_fn(kernels.KernelSpec(architecture="conv", depth=1), (8, 8, 1))
+      except RuntimeError as e:
+        print("refused:", e)
+      """, env=_env(""))
+  assert res.returncode == 0, f"rc={res.returncode}\n{res.stderr[-3000:]}"
+  assert "refused: the conv kernel would crash XLA:CPU" in res.stdout
+  assert "XLA_FLAGS=--xla_cpu_max_isa=AVX2" in res.stdout
