@@ -33,6 +33,9 @@ from distill.support import SupportSet, load_support, save_support
 
 NAMES = {"random": "random real", "kip_fc": "KIP (FC NTK)", "kip_conv": "KIP (ConvNet NTK)",
          "label_solve": "Label Solve", "dd": "DD", "dc": "DC", "dsa": "DSA", "dm": "DM"}
+# one colour per method in every figure (random: black dashed; pruned subsets: grey dotted)
+COLORS = {"kip_fc": "C2", "kip_conv": "C8", "label_solve": "C3", "dd": "C4", "dc": "C5",
+          "dsa": "C6", "dm": "C1"}
 SETTINGS = (("hard", False), ("own", False), ("teacher", False), ("hard", True),
             ("own", True), ("teacher", True))
 
@@ -276,7 +279,7 @@ def plot_results(summary: list, config, path: str, dataset: str) -> None:
       elif _order(m) == 1:  # a pruned subset of real data
         style = dict(color="0.45", lw=1.8, ls=":")
       else:
-        style = dict(color=f"C{i}", lw=1.3)
+        style = dict(color=COLORS.get(m, f"C{i % 10}"), lw=1.3)
       label = NAMES.get(m, m) if _order(m) != 1 else "best pruning rule"
       ax.errorbar(x, 100 * y, yerr=100 * e, marker="o", ms=3.5, capsize=2, label=label, **style)
     ax.set_xscale("log")
