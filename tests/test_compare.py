@@ -165,7 +165,8 @@ def test_one_evaluation_network_for_pruned_and_distilled_cells(tmp_path, monkeyp
     ("compare", None, {"random", "label_solve", "kip_fc", "dsa", "dm"}),
     ("compare", "distill_full", {"random", "label_solve", "kip_fc", "kip_conv", "dd", "dc", "dsa",
                                  "dm"}),
-    ("compare_mnist1d", "distill", {"random", "label_solve", "kip_fc", "dd", "dc", "dsa", "dm"}),
+    ("compare_mnist1d", "distill", {"random", "label_solve", "kip_fc", "kip_conv", "dd", "dc",
+                                    "dsa", "dm"}),
 ])
 def test_controls_sections_of_the_comparison_configs(module, arg, methods):
   """The controls section's config: its methods, the comparison's own data, no other

@@ -1,5 +1,6 @@
 """Distillation beyond kernels on MNIST-1D (4,000 train / 1,000 test, (40, 1) signals): DD, DC,
-DSA, DM with the 1-D ConvNet beside KIP (FC NTK), Label Solve and random real signals, at 1
+DSA, DM with the 1-D ConvNet beside KIP (FC and 1-D ConvNet NTKs), Label Solve and random real
+signals, at 1
 and 10 per class, under the controls of distill.controls.
 
     python scripts/distill_controls.py --config=distill/configs/mnist1d_matching.py \
@@ -15,7 +16,8 @@ authors' 1-D CNN (core/configs/mnist1d_cnn.py) for 500 Adam steps on the support
 4,000 training signals. CPU-scaled iterations as in digits_matching.py; image learning
 rates DC/DSA 0.01, DM 0.05 (image-gradient rms at init 3.0 and 1.2 per unit-std sample,
 so steps of ~0.03-0.06; the paper's 0.1 / 1.0 are for 32x32x3 images); the 1-D ConvNet
-NTK for KIP runs at ~1 step/s on a CPU (scripts/bench_distill.py) and is left out here.
+NTK for KIP runs at ~1 step/s on a CPU (scripts/bench_distill.py): 60 steps (20 targets/class)
+at 1/class, 20 steps (10 targets/class) at 10/class.
 
 Measured (2026-12-01, shared 2-core CPU; test accuracy %, seeds 0-1, DD/DC/DSA at 10/class
 seed 0; hard labels / hard labels + DSA augmentation at evaluation):
@@ -40,13 +42,18 @@ def get_config(arg=None):
   c.dataset = dict(name="mnist1d", normalization="standardize", num_train=4000, num_test=1000)
   c.images_per_class = (1, 10)
   c.seeds = (0, 1)
-  c.methods = ("random", "label_solve", "kip_fc", "dd", "dc", "dsa", "dm")
+  c.methods = ("random", "label_solve", "kip_fc", "kip_conv", "dd", "dc", "dsa", "dm")
   c.skip = (("dd", 10, 1), ("dc", 10, 1), ("dsa", 10, 1))  # CPU time box
   fc_kernel = dict(architecture="fc", depth=1, kernel_type="ntk", W_std=math.sqrt(2.0),
                    b_std=0.1, parameterization="ntk")
   c.kip_fc = dict(kernel=fc_kernel, kip=dict(steps=500, lr=0.01, reg=1e-6, learn_labels=False,
                                              target_per_class=50, log_every=50, eval_every=0,
                                              checkpoint_every=100, kernel_batch_size=256))
+  # KIP with the 1-D ConvNet NTK (depth 3, avg-pool 2 after each conv, as the DC ConvNet):
+  # CPU-scaled steps (~1 step/s at 10 support signals on 2 cores)
+  c.kip_conv = dict(kernel=dict(c.kip_fc.kernel.to_dict(), architecture="conv", depth=3),
+                    kip=dict(c.kip_fc.kip.to_dict(), steps=60, target_per_class=20, log_every=10,
+                             checkpoint_every=20))
   c.label_solve = dict(target_per_class=0)
   c.dc = dict(iterations=200, outer_loop=None, inner_loop=None, lr_img=0.01, momentum_img=0.5,
               lr_net=0.01, batch_real=64, batch_train=256, init="real", model=CONVNET1D,
@@ -59,7 +66,8 @@ def get_config(arg=None):
               checkpoint_every=20)
   c.per_ipc = {"10": dict(dc=dict(iterations=15, outer_loop=10, inner_loop=10),
                           dsa=dict(iterations=15, outer_loop=10, inner_loop=10),
-                          dd=dict(iterations=25))}
+                          dd=dict(iterations=25),
+                          kip_conv=dict(kip=dict(steps=20, target_per_class=10)))}
   c.finite_train = fixed_steps(mnist1d_cnn.get_config(), 500)
   c.finite_train.batch_size = 100
   c.finite_train.optimizer.lr = 1e-3
@@ -68,6 +76,7 @@ def get_config(arg=None):
                       temperature=1.0, max_augmented_examples=50000)
   c.figure = dict(images_per_class=10, seed=0)
   if arg == "quick":
+    c.methods = tuple(m for m in c.methods if m != "kip_conv")
     c.dataset.num_train = 1000
     c.dataset.num_test = 300
     c.images_per_class = (1,)
