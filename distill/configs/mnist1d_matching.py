@@ -1,7 +1,6 @@
 """Distillation beyond kernels on MNIST-1D (4,000 train / 1,000 test, (40, 1) signals): DD, DC,
 DSA, DM with the 1-D ConvNet beside KIP (FC and 1-D ConvNet NTKs), Label Solve and random real
-signals, at 1
-and 10 per class, under the controls of distill.controls.
+signals, at 1 and 10 per class, under the controls of distill.controls.
 
     python scripts/distill_controls.py --config=distill/configs/mnist1d_matching.py \
         --workdir=/tmp/dm_m1d
