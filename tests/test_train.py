@@ -110,11 +110,11 @@ def test_kill_and_resume_matches_uninterrupted(digits, tmp_path):
   for a, b in zip(leaves(full.state), leaves(resumed.state)):
     np.testing.assert_array_equal(a, b)
   assert resumed.metrics["test_accuracy"] == full.metrics["test_accuracy"]
-  lines = [json.loads(l) for l in open(tmp_path / "rs" / "metrics.jsonl")]
+  lines = [json.loads(l) for l in (tmp_path / "rs" / "metrics.jsonl").read_text().splitlines()]
   steps = [l["step"] for l in lines if "train_loss" in l]
   assert steps == sorted(set(steps)) and steps[-1] == 20 and 9 not in steps  # 7..9 dropped
   assert 6 in steps and 8 in steps
-  assert json.load(open(tmp_path / "rs" / "config.json"))["batch_size"] == 64
+  assert json.loads((tmp_path / "rs" / "config.json").read_text())["batch_size"] == 64
   again = train.train_and_evaluate(small_config(**kw), str(tmp_path / "rs"), data=digits,
                                    train_ids=ids)  # finished run: restore + evaluate only
   assert again.metrics["steps"] == 20
