@@ -150,10 +150,11 @@ def get_config(arg=None):
     matching.per_ipc["50"] = dict(
         matching.per_ipc["50"].to_dict(),
         dc=dict(iterations=10, outer_loop=10, inner_loop=10),
-        dsa=dict(iterations=10, outer_loop=10, inner_loop=10), dd=dict(iterations=25),
-        kip_conv=dict(kip=dict(steps=4, target_per_class=10)))
+        dsa=dict(iterations=10, outer_loop=10, inner_loop=10), dd=dict(iterations=25))
+  # KIP with the ConvNet NTK at 50 per class does not fit this machine: one float64 KIP step on
+  # 500 support + 100 target images asked XLA for 73,943,554,256 bytes (measured 2026-12-02).
   c.distill_controls = main_job_controls(c, matching, methods, seeds=(0, 1),
-                                         skip=() if full else (("dsa", 50),))
+                                         skip=(("kip_conv", 50),) if full else (("dsa", 50),))
   if arg == "quick":
     shrink_for_quick(c)
   return c
