@@ -28,7 +28,6 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from core.config import config_value as _get
@@ -60,33 +59,20 @@ def dm_loss(embed_fn, params, x_real, w_real, x_syn, key, strategy: str,
 
 
 def make_distiller(train, images_per_class: int, mc, *, seed: int = 0) -> synthetic.Distiller:
-  ipc = synthetic.validate(train, images_per_class, "DM")
-  unknown = sorted(set(dict(mc)) - set(CONFIG_KEYS))
-  if unknown:
-    raise ValueError(f"dm: unknown config keys {unknown}; known: {CONFIG_KEYS}")
-  iterations = int(_get(mc, "iterations", 20000))
-  if iterations < 0:
-    raise ValueError(f"dm.iterations must be >= 0, got {iterations}")
+  ipc = synthetic.check_config(train, images_per_class, mc, "dm", CONFIG_KEYS)
+  iterations = synthetic.read_iterations(mc, "dm", 20000)
   lr_img = float(_get(mc, "lr_img", 1.0))
   if not lr_img > 0:
     raise ValueError(f"dm.lr_img must be > 0, got {lr_img}")
-  batch_real = int(_get(mc, "batch_real", 256))
   example_shape = tuple(train.example_shape)
   strategy = str(_get(mc, "strategy", "") or dsa_lib.default_strategy(example_shape))
   dsa_lib.parse_strategy(strategy, len(example_shape) - 1)
   dp = dsa_lib.DSAParams.from_config(_get(mc, "dsa_params"))
-  num_classes = train.num_classes
-  support0 = synthetic.init_images(train, ipc, seed, _get(mc, "init", "real"))
-  model_cfg = dict(_get(mc, "model", {"name": "convnet", "width": 128, "depth": 3,
-                                       "norm": "instance"}))
-  model, _ = synthetic.make_network(model_cfg, num_classes, example_shape, jax.random.PRNGKey(0))
+  su = synthetic.setup(train, ipc, mc, name="dm", seed=seed, batch_real=256)
+  model, devs, num_classes = su.model, su.devs, su.num_classes
   embed_fn = lambda p, x: model.apply({"params": p}, x, train=True, return_embedding=True)[1]
-  devs = synthetic.Devices(_get(mc, "num_devices"))
   tx = optax.sgd(lr_img, momentum=float(_get(mc, "momentum_img", 0.5)))
-  x_train = np.asarray(train.x, np.float32)
-  members = synthetic.class_positions(train.labels, num_classes)
-  x0 = np.asarray(support0.x, np.float32)
-  state0 = {"x": x0, "opt_state": jax.device_get(tx.init(jnp.asarray(x0)))}
+  state0 = {"x": su.x0, "opt_state": jax.device_get(tx.init(jnp.asarray(su.x0)))}
 
   def update(state, xr, wr, key):
     k_net, k_aug = jax.random.split(key)
@@ -102,18 +88,12 @@ def make_distiller(train, images_per_class: int, mc, *, seed: int = 0) -> synthe
   base = jax.random.PRNGKey(int(seed))
 
   def step(state, it):
-    pos, w = synthetic.class_batch(members, batch_real, seed, it, 0, devs.n)
-    xr, wr = devs.shard((x_train[pos], w))
+    xr, wr = devs.shard(su.real_batch(it))
     state, loss = p_update(state, xr, wr, devs.replicate(jax.random.fold_in(base, it)))
     return state, {"dm_loss": loss[0] / num_classes}
 
-  n_real = sum(min(batch_real, len(m)) for m in members)
-  per_iter = n_real + 2 * len(x0)  # real: forward; synthetic: forward + backward
-  meta = synthetic.common_meta(train, ipc, seed, mc)
-  meta.update(method="dm", strategy=strategy)
-  return synthetic.Distiller(
-      name="dm", iterations=iterations, state0=state0, step=step, put=devs.replicate,
-      get=devs.fetch, passes=lambda it: per_iter, meta=meta, support0=support0)
+  per_iter = su.real_examples() + 2 * len(su.x0)  # real: forward; synthetic: forward + backward
+  return su.distiller(iterations, state0, step, per_iter, method="dm", strategy=strategy)
 
 
 def distill_distribution_matching(train, images_per_class: int, config, *, seed: int = 0,
@@ -121,16 +101,9 @@ def distill_distribution_matching(train, images_per_class: int, config, *, seed:
                                   stop_after: Optional[int] = None) -> synthetic.DistillResult:
   """DM with config section `dm`; returns a DistillResult (support set, log, cost)."""
   mc = synthetic.method_config(config, "dm")
-  d = make_distiller(train, images_per_class, mc, seed=seed)
-  return synthetic.run_distiller(d, workdir=workdir, progress=progress,
-                                 log_every=int(_get(mc, "log_every", 50)),
-                                 checkpoint_every=int(_get(mc, "checkpoint_every", 500)),
-                                 stop_after=stop_after)
+  return synthetic.run_from_config(make_distiller(train, images_per_class, mc, seed=seed), mc,
+                                   workdir=workdir, progress=progress, stop_after=stop_after,
+                                   log_every=50, checkpoint_every=500)
 
 
-def dm_support(train, images_per_class: int, config, *, seed: int = 0,
-               workdir: Optional[str] = None, test=None, progress: bool = False):
-  """distill.evaluate registry entry 'dm' -> SupportSet."""
-  del test
-  return distill_distribution_matching(train, images_per_class, config, seed=seed,
-                                       workdir=workdir, progress=progress).support
+dm_support = synthetic.support_entry(distill_distribution_matching, "dm")

@@ -39,7 +39,6 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from core.config import config_value as _get
@@ -139,36 +138,24 @@ def train_epoch(apply_fn, params, opt_state, net_tx, x_syn, labels, key, batch_s
 
 def make_distiller(train, images_per_class: int, mc, *, seed: int = 0, name: str = "dc",
                    strategy: str = "") -> synthetic.Distiller:
-  ipc = synthetic.validate(train, images_per_class, name.upper())
-  unknown = sorted(set(dict(mc)) - set(CONFIG_KEYS))
-  if unknown:
-    raise ValueError(f"{name}: unknown config keys {unknown}; known: {CONFIG_KEYS}")
+  ipc = synthetic.check_config(train, images_per_class, mc, name, CONFIG_KEYS)
   outer, inner = synthetic.loops_for(ipc, _get(mc, "outer_loop"), _get(mc, "inner_loop"))
-  iterations = int(_get(mc, "iterations", 1000))
-  if iterations < 0:
-    raise ValueError(f"{name}.iterations must be >= 0, got {iterations}")
+  iterations = synthetic.read_iterations(mc, name, 1000)
   lr_img, lr_net = float(_get(mc, "lr_img", 0.1)), float(_get(mc, "lr_net", 0.01))
   if not (lr_img > 0 and lr_net > 0):
     raise ValueError(f"{name}: lr_img and lr_net must be > 0, got {lr_img}, {lr_net}")
-  batch_real, batch_train = int(_get(mc, "batch_real", 256)), int(_get(mc, "batch_train", 256))
+  batch_train = int(_get(mc, "batch_train", 256))
   example_shape = tuple(train.example_shape)
   if strategy:
     dsa_lib.parse_strategy(strategy, len(example_shape) - 1)
   dp = dsa_lib.DSAParams.from_config(_get(mc, "dsa_params"))
-  num_classes = train.num_classes
-  support0 = synthetic.init_images(train, ipc, seed, _get(mc, "init", "real"))
-  labels_syn = jnp.asarray(support0.labels, jnp.int32)
-  model_cfg = dict(_get(mc, "model", {"name": "convnet", "width": 128, "depth": 3,
-                                       "norm": "instance"}))
-  model, _ = synthetic.make_network(model_cfg, num_classes, example_shape, jax.random.PRNGKey(0))
+  su = synthetic.setup(train, ipc, mc, name=name, seed=seed, batch_real=256)
+  model, devs, num_classes = su.model, su.devs, su.num_classes
+  labels_syn = jnp.asarray(su.support0.labels, jnp.int32)
   apply_fn = lambda p, x: model.apply({"params": p}, x, train=True)
-  devs = synthetic.Devices(_get(mc, "num_devices"))
   img_tx = optax.sgd(lr_img, momentum=float(_get(mc, "momentum_img", 0.5)))
   net_tx = optax.sgd(lr_net)
-  x_train = np.asarray(train.x, np.float32)
-  members = synthetic.class_positions(train.labels, num_classes)
-  x0 = np.asarray(support0.x, np.float32)
-  state0 = {"x": x0, "opt_state": jax.device_get(img_tx.init(jnp.asarray(x0)))}
+  state0 = {"x": su.x0, "opt_state": jax.device_get(img_tx.init(jnp.asarray(su.x0)))}
 
   def init_net(key):
     p = model.init(key, jnp.zeros((1,) + example_shape, jnp.float32), train=False)["params"]
@@ -196,8 +183,7 @@ def make_distiller(train, images_per_class: int, mc, *, seed: int = 0, name: str
     params, net_opt = p_init(devs.replicate(jax.random.fold_in(k_it, 0)))
     total = 0.0
     for ol in range(outer):
-      pos, w = synthetic.class_batch(members, batch_real, seed, it, ol, devs.n)
-      xr, wr = devs.shard((x_train[pos], w))
+      xr, wr = devs.shard(su.real_batch(it, ol))
       k = devs.replicate(jax.random.fold_in(k_it, 2 * ol + 1))
       state, loss = p_match(state, params, xr, wr, k)
       total = total + loss[0]
@@ -208,15 +194,10 @@ def make_distiller(train, images_per_class: int, mc, *, seed: int = 0, name: str
                                     devs.replicate(jax.random.fold_in(k_in, il)))
     return state, {"match_loss": total / (num_classes * outer)}
 
-  n_real = sum(min(batch_real, len(m)) for m in members)
-  n_syn = len(x0)
-  per_iter = outer * (2 * n_real + 3 * n_syn) + (outer - 1) * inner * 2 * n_syn
-  meta = synthetic.common_meta(train, ipc, seed, mc)
-  meta.update(method=name, strategy=strategy, outer_loop=outer, inner_loop=inner)
-  return synthetic.Distiller(
-      name=name, iterations=iterations, state0=state0, step=step,
-      put=devs.replicate, get=devs.fetch, passes=lambda it: per_iter, meta=meta,
-      support0=support0)
+  n_syn = len(su.x0)
+  per_iter = outer * (2 * su.real_examples() + 3 * n_syn) + (outer - 1) * inner * 2 * n_syn
+  return su.distiller(iterations, state0, step, per_iter, method=name, strategy=strategy,
+                      outer_loop=outer, inner_loop=inner)
 
 
 def distill_gradient_matching(train, images_per_class: int, config, *, seed: int = 0,
@@ -235,23 +216,9 @@ def distill_gradient_matching(train, images_per_class: int, config, *, seed: int
   if dsa:
     strategy = str(_get(mc, "strategy", "") or dsa_lib.default_strategy(train.example_shape))
   d = make_distiller(train, images_per_class, mc, seed=seed, name=name, strategy=strategy)
-  return synthetic.run_distiller(d, workdir=workdir, progress=progress,
-                                 log_every=int(_get(mc, "log_every", 10)),
-                                 checkpoint_every=int(_get(mc, "checkpoint_every", 50)),
-                                 stop_after=stop_after)
+  return synthetic.run_from_config(d, mc, workdir=workdir, progress=progress,
+                                   stop_after=stop_after, log_every=10, checkpoint_every=50)
 
 
-def dc_support(train, images_per_class: int, config, *, seed: int = 0,
-               workdir: Optional[str] = None, test=None, progress: bool = False):
-  """distill.evaluate registry entry 'dc' -> SupportSet."""
-  del test
-  return distill_gradient_matching(train, images_per_class, config, seed=seed, dsa=False,
-                                   workdir=workdir, progress=progress).support
-
-
-def dsa_support(train, images_per_class: int, config, *, seed: int = 0,
-                workdir: Optional[str] = None, test=None, progress: bool = False):
-  """distill.evaluate registry entry 'dsa' -> SupportSet."""
-  del test
-  return distill_gradient_matching(train, images_per_class, config, seed=seed, dsa=True,
-                                   workdir=workdir, progress=progress).support
+dc_support = synthetic.support_entry(distill_gradient_matching, "dc", dsa=False)
+dsa_support = synthetic.support_entry(distill_gradient_matching, "dsa", dsa=True)

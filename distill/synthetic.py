@@ -19,6 +19,11 @@ driven by random networks and class-balanced batches of real images.
     the whole state (support + optimiser state + iteration + elapsed seconds,
     written atomically) every `checkpoint_every` iterations, resume from it,
     `<method>_log.jsonl`, and the cost (wall-clock seconds, example passes).
+  * `check_config`, `read_iterations`, `setup` -> `Setup`: what every method
+    builds from (budget, initial set, network, devices, class batches, the
+    `Distiller` with its checkpoint identity); `run_from_config` and
+    `support_entry`: the entry points. A method module keeps its loss, its
+    per-iteration update and its cost per iteration.
 
 Cost unit, `example_passes`: one example through one forward pass or one
 backward pass of a network counts 1 (a forward+backward gradient is 2; the
@@ -43,10 +48,10 @@ import numpy as np
 from core import parallel
 from core.config import config_value as _get
 from core.io import atomic_save_npz, atomic_write_text, is_writer
-from distill import krr
 from distill.support import SupportSet, check_finite, check_images_per_class, init_support
 
 INITS = ("real", "noise")
+DEFAULT_MODEL = {"name": "convnet", "width": 128, "depth": 3, "norm": "instance"}
 # Method-config keys that do not change the result of an iteration (a checkpoint written
 # with other values resumes): more iterations extend a run.
 RUN_ONLY_KEYS = ("num_devices", "log_every", "checkpoint_every", "iterations", "progress")
@@ -318,3 +323,111 @@ def method_config(config, name: str):
   if mc is None:
     raise ValueError(f"config has no '{name}' section")
   return mc
+
+
+# ----------------------------------------------------------------------------
+# What every method builds from, and its entry points.
+
+
+def check_config(train, images_per_class: int, mc, name: str, known: tuple) -> int:
+  """The budget (validated against `train`) or ValueError; unknown keys of `mc` also raise."""
+  ipc = validate(train, images_per_class, name.upper())
+  unknown = sorted(set(dict(mc)) - set(known))
+  if unknown:
+    raise ValueError(f"{name}: unknown config keys {unknown}; known: {known}")
+  return ipc
+
+
+def read_iterations(mc, name: str, default: int) -> int:
+  iterations = int(_get(mc, "iterations", default))
+  if iterations < 0:
+    raise ValueError(f"{name}.iterations must be >= 0, got {iterations}")
+  return iterations
+
+
+@dataclasses.dataclass
+class Setup:
+  """The pieces every method builds from (train, budget, method config, seed).
+
+  support0: the initial synthetic set, C * ipc rows sorted by class; model: the
+  core.models module (no batch statistics); x_train (N, *example_shape) float32;
+  members: per class, its positions in x_train; batch_real: real rows per class.
+  """
+  name: str
+  train: Any
+  mc: Any
+  ipc: int
+  seed: int
+  batch_real: int
+  num_classes: int
+  example_shape: tuple
+  support0: SupportSet
+  model: Any
+  devs: Devices
+  x_train: np.ndarray
+  members: list
+
+  @property
+  def x0(self) -> np.ndarray:
+    """The initial synthetic images (C * ipc, *example_shape) float32."""
+    return np.asarray(self.support0.x, np.float32)
+
+  def real_batch(self, iteration: int, salt: int = 0):
+    """Host (x_real (B, C, *example_shape), weights (B, C)): see `class_batch`."""
+    pos, w = class_batch(self.members, self.batch_real, self.seed, iteration, salt, self.devs.n)
+    return self.x_train[pos], w
+
+  def real_examples(self) -> int:
+    """Real rows in one class batch (without padding), for the cost."""
+    return sum(min(self.batch_real, len(m)) for m in self.members)
+
+  def distiller(self, iterations: int, state0: dict, step: Callable, passes_per_iteration: float,
+                **meta) -> Distiller:
+    """The run: state on all devices (replicated); checkpoint identity = common_meta + meta."""
+    identity = common_meta(self.train, self.ipc, self.seed, self.mc)
+    identity.update(meta)
+    return Distiller(name=self.name, iterations=iterations, state0=state0, step=step,
+                     put=self.devs.replicate, get=self.devs.fetch,
+                     passes=lambda it: passes_per_iteration, meta=identity,
+                     support0=self.support0)
+
+
+def setup(train, ipc: int, mc, *, name: str, seed: int, batch_real: int) -> Setup:
+  """Initial set (`mc.init`, default 'real'), network (`mc.model`, default DEFAULT_MODEL),
+  devices (`mc.num_devices`) and real data for a method; `batch_real` is the method's
+  default for `mc.batch_real`."""
+  example_shape = tuple(train.example_shape)
+  support0 = init_images(train, ipc, seed, _get(mc, "init", "real"))
+  model_cfg = dict(_get(mc, "model", DEFAULT_MODEL))
+  model, _ = make_network(model_cfg, train.num_classes, example_shape, jax.random.PRNGKey(0))
+  return Setup(name=name, train=train, mc=mc, ipc=int(ipc), seed=int(seed),
+               batch_real=int(_get(mc, "batch_real", batch_real)),
+               num_classes=train.num_classes, example_shape=example_shape, support0=support0,
+               model=model, devs=Devices(_get(mc, "num_devices")),
+               x_train=np.asarray(train.x, np.float32),
+               members=class_positions(train.labels, train.num_classes))
+
+
+def run_from_config(d: Distiller, mc, *, workdir: Optional[str] = None, progress: bool = True,
+                    stop_after: Optional[int] = None, log_every: int = 10,
+                    checkpoint_every: int = 50) -> DistillResult:
+  """`run_distiller` with `mc.log_every` / `mc.checkpoint_every` (defaults: the method's)."""
+  return run_distiller(d, workdir=workdir, progress=progress,
+                       log_every=int(_get(mc, "log_every", log_every)),
+                       checkpoint_every=int(_get(mc, "checkpoint_every", checkpoint_every)),
+                       stop_after=stop_after)
+
+
+def support_entry(distill_fn: Callable, name: str, **fixed) -> Callable:
+  """distill.evaluate's registry entry `name`: (train, ipc, config, *, seed, workdir, test,
+  progress) -> SupportSet, running `distill_fn(..., **fixed)`."""
+  def support(train, images_per_class: int, config, *, seed: int = 0,
+              workdir: Optional[str] = None, test=None, progress: bool = False) -> SupportSet:
+    del test
+    return distill_fn(train, images_per_class, config, seed=seed, workdir=workdir,
+                      progress=progress, **fixed).support
+
+  support.__name__ = support.__qualname__ = f"{name}_support"
+  support.__module__ = distill_fn.__module__
+  support.__doc__ = f"distill.evaluate registry entry {name!r} -> SupportSet."
+  return support

@@ -63,34 +63,21 @@ def outer_loss(apply_fn, params0, x_syn, y_syn, log_lr, x_real, y_real, w_real,
 
 
 def make_distiller(train, images_per_class: int, mc, *, seed: int = 0) -> synthetic.Distiller:
-  ipc = synthetic.validate(train, images_per_class, "DD")
-  unknown = sorted(set(dict(mc)) - set(CONFIG_KEYS))
-  if unknown:
-    raise ValueError(f"dd: unknown config keys {unknown}; known: {CONFIG_KEYS}")
-  iterations = int(_get(mc, "iterations", 400))
+  ipc = synthetic.check_config(train, images_per_class, mc, "dd", CONFIG_KEYS)
+  iterations = synthetic.read_iterations(mc, "dd", 400)
   steps = int(_get(mc, "unroll_steps", 10))
-  if iterations < 0 or steps < 1:
-    raise ValueError(f"dd: iterations must be >= 0 and unroll_steps >= 1, got {iterations}, "
-                     f"{steps}")
+  if steps < 1:
+    raise ValueError(f"dd.unroll_steps must be >= 1, got {steps}")
   lr_init, lr_img = float(_get(mc, "lr_init", 0.02)), float(_get(mc, "lr_img", 0.01))
   if not (lr_init > 0 and lr_img > 0):
     raise ValueError(f"dd: lr_init and lr_img must be > 0, got {lr_init}, {lr_img}")
   learn_lr, remat = bool(_get(mc, "learn_lr", True)), bool(_get(mc, "remat", True))
-  batch_real = int(_get(mc, "batch_real", 100))
-  example_shape = tuple(train.example_shape)
-  num_classes = train.num_classes
-  support0 = synthetic.init_images(train, ipc, seed, _get(mc, "init", "real"))
-  y_syn = jnp.asarray(support0.labels, jnp.int32)
-  model_cfg = dict(_get(mc, "model", {"name": "convnet", "width": 128, "depth": 3,
-                                       "norm": "instance"}))
-  model, _ = synthetic.make_network(model_cfg, num_classes, example_shape, jax.random.PRNGKey(0))
+  su = synthetic.setup(train, ipc, mc, name="dd", seed=seed, batch_real=100)
+  model, devs, num_classes, example_shape = su.model, su.devs, su.num_classes, su.example_shape
+  y_syn = jnp.asarray(su.support0.labels, jnp.int32)
   apply_fn = lambda p, x: model.apply({"params": p}, x, train=True)
-  devs = synthetic.Devices(_get(mc, "num_devices"))
   tx = optax.adam(lr_img)
-  x_train = np.asarray(train.x, np.float32)
-  members = synthetic.class_positions(train.labels, num_classes)
-  x0 = np.asarray(support0.x, np.float32)
-  params = {"x": x0, "log_lr": np.full((steps,), np.log(lr_init), np.float32)}
+  params = {"x": su.x0, "log_lr": np.full((steps,), np.log(lr_init), np.float32)}
   state0 = {**params, "opt_state": jax.device_get(tx.init(jax.tree.map(jnp.asarray, params)))}
 
   def update(state, xr, yr, wr, key):
@@ -109,26 +96,19 @@ def make_distiller(train, images_per_class: int, mc, *, seed: int = 0) -> synthe
 
   p_update = devs.pmap(update)
   base = jax.random.PRNGKey(int(seed))
-  labels_grid = np.broadcast_to(np.arange(num_classes)[None, :], (1, num_classes))
 
   def step(state, it):
-    pos, w = synthetic.class_batch(members, batch_real, seed, it, 0, devs.n)
+    x_real, w = su.real_batch(it)
     w = w / num_classes  # class-balanced mean over the real batch
-    yr = np.broadcast_to(labels_grid, pos.shape).astype(np.int32)
-    xr, yr, wr = devs.shard((x_train[pos], yr, w))
+    yr = np.broadcast_to(np.arange(num_classes)[None, :], w.shape).astype(np.int32)
+    xr, yr, wr = devs.shard((x_real, yr, w))
     state, loss = p_update(state, xr, yr, wr, devs.replicate(jax.random.fold_in(base, it)))
     return state, {"dd_loss": loss[0], "mean_lr": jnp.mean(jnp.exp(state["log_lr"][0]))}
 
-  n_real = sum(min(batch_real, len(m)) for m in members)
-  n_syn = len(x0)
   # unroll: T forward+backward passes on S; outer backward through them: ~2 more per step;
   # real batch: forward + backward.
-  per_iter = steps * 4 * n_syn + 2 * n_real
-  meta = synthetic.common_meta(train, ipc, seed, mc)
-  meta.update(method="dd")
-  return synthetic.Distiller(
-      name="dd", iterations=iterations, state0=state0, step=step, put=devs.replicate,
-      get=devs.fetch, passes=lambda it: per_iter, meta=meta, support0=support0)
+  per_iter = steps * 4 * len(su.x0) + 2 * su.real_examples()
+  return su.distiller(iterations, state0, step, per_iter, method="dd")
 
 
 def distill_unrolled(train, images_per_class: int, config, *, seed: int = 0,
@@ -136,16 +116,9 @@ def distill_unrolled(train, images_per_class: int, config, *, seed: int = 0,
                      stop_after: Optional[int] = None) -> synthetic.DistillResult:
   """DD with config section `dd`; the result's `extra['log_lr']` has the learned step sizes."""
   mc = synthetic.method_config(config, "dd")
-  d = make_distiller(train, images_per_class, mc, seed=seed)
-  return synthetic.run_distiller(d, workdir=workdir, progress=progress,
-                                 log_every=int(_get(mc, "log_every", 10)),
-                                 checkpoint_every=int(_get(mc, "checkpoint_every", 50)),
-                                 stop_after=stop_after)
+  return synthetic.run_from_config(make_distiller(train, images_per_class, mc, seed=seed), mc,
+                                   workdir=workdir, progress=progress, stop_after=stop_after,
+                                   log_every=10, checkpoint_every=50)
 
 
-def dd_support(train, images_per_class: int, config, *, seed: int = 0,
-               workdir: Optional[str] = None, test=None, progress: bool = False):
-  """distill.evaluate registry entry 'dd' -> SupportSet."""
-  del test
-  return distill_unrolled(train, images_per_class, config, seed=seed, workdir=workdir,
-                          progress=progress).support
+dd_support = synthetic.support_entry(distill_unrolled, "dd")
