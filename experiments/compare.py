@@ -34,6 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from experiments import report
+from core.cells import CellCache
 from core.io import atomic_write_text, fingerprint, is_writer, load_json
 from core import data as data_lib
 from pruning import scores as scores_lib
@@ -140,27 +141,13 @@ def keep_ids(cell: Cell, score: Optional[scores_lib.ScoreResult], train: data_li
                                seed=cell.seed, ccs_beta=config.ccs_beta)
 
 
-class CellCache:
-  """One JSON file per evaluated set, keyed by what determines its result: the
-  set's content (or distillation method, budget), the seed, and a fingerprint
-  of the data and the evaluation/distillation configs (changing those re-runs)."""
-
-  def __init__(self, workdir: str, fingerprint: str):
-    self.dir = os.path.join(workdir, "cells")
-    self.fingerprint = fingerprint
-    os.makedirs(self.dir, exist_ok=True)
-
-  def path(self, key: str) -> str:
-    return os.path.join(self.dir, f"{key}-{self.fingerprint}.json")
-
-  def get(self, key: str) -> Optional[dict]:
-    p = self.path(key)
-    if os.path.exists(p):  # a corrupt cell raises CorruptFileError naming it: delete, rerun
-      return load_json(p, what="comparison cell")
-    return None
-
-  def put(self, key: str, value: dict) -> None:
-    report.write_json(value, self.path(key))
+def cell_cache(workdir: str, fingerprint: str) -> CellCache:
+  """One JSON file per evaluated set, workdir/cells/<key>-<fingerprint>.json, keyed by what
+  determines its result: the set's content (or distillation method, budget), the seed, and
+  a fingerprint of the data and the evaluation/distillation configs (changing those re-runs).
+  A corrupt cell raises CorruptFileError naming it: delete it and rerun."""
+  return CellCache(os.path.join(workdir, "cells"), suffix=fingerprint, what="comparison cell",
+                   sort_keys=True, default=float)  # the layout of report.write_json
 
 
 class Evaluator:
@@ -271,7 +258,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
   cells = plan_cells(config, data.train)
   scores = compute_all_scores(config, data, workdir)
   evaluator = Evaluator(config, data)
-  cache = CellCache(workdir, fingerprint(
+  cache = cell_cache(workdir, fingerprint(
       [data.train.fingerprint(), data.test.fingerprint(), config.train.to_dict(),
        config.distill.to_dict()], length=20))
   rows = []

@@ -42,7 +42,8 @@ import numpy as np
 
 from core import data as data_lib
 from core.config import set_duration
-from core.io import atomic_savefig, atomic_write_text, load_json
+from core.cells import CellCache
+from core.io import atomic_savefig, atomic_write_text
 from core import parallel
 from pruning import score_io, scores as scores_lib, select
 
@@ -181,8 +182,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool 
       if f == 1.0:
         continue
       cells += [(m, m, f, s) for s in seeds]
-  cell_dir = os.path.join(workdir, "cells")
-  os.makedirs(cell_dir, exist_ok=True)
+  # workdir/cells/<method>__f<fraction>__s<seed>.json; a row of another config is recomputed
+  cache = CellCache(os.path.join(workdir, "cells"), what="sweep cell", log=log)
   labels = train_ds.labels
   chash = score_io.config_key("sweep", {
       k: score_io.to_jsonable(config.get(k)) for k in
@@ -196,13 +197,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool 
     bar = cells
   from core import train as train_lib
   for label, m, f, seed in bar:
-    path = os.path.join(cell_dir, _cell_name(label, f, seed) + ".json")
-    if os.path.exists(path):  # a corrupt cell raises CorruptFileError naming it
-      row = load_json(path, what="sweep cell")
-      if row.get("config_hash") == chash:
-        rows.append(row)
-        continue
-      log(f"{os.path.basename(path)} was made with another config: recomputing")
+    row = cache.get(_cell_name(label, f, seed), require={"config_hash": chash})
+    if row is not None:  # a corrupt cell raises CorruptFileError naming it
+      rows.append(row)
+      continue
     if label == "full":
       ids = train_ds.ids.copy()
     else:
@@ -221,8 +219,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *, verbose: bool 
                train_steps=int(res.metrics["steps"]), wall_time_s=round(time.time() - t, 2),
                config_hash=chash)
     rows.append(row)
-    if is_main:
-      atomic_write_text(path, json.dumps(row, indent=1))
+    cache.put(_cell_name(label, f, seed), row)  # process 0 writes
     if hasattr(bar, "set_postfix"):
       bar.set_postfix(last=f"{label} f={f} acc={row['test_accuracy']:.3f}")
 

@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from core import parallel
+from core.cells import CellCache
 from core.config import set_duration
 from core.data import load_dataset
 from core.io import atomic_savefig, atomic_write_text, to_jsonable
@@ -55,18 +56,16 @@ def infobatch_cells(config, workdir: str, log=print) -> list:
   """Per seed: full training and InfoBatch for config.infobatch.num_epochs epochs."""
   ib = config.infobatch
   data = load_dataset(**config.train.dataset.to_dict())
-  cell_dir = os.path.join(workdir, "infobatch")
-  os.makedirs(cell_dir, exist_ok=True)
+  cache = CellCache(os.path.join(workdir, "infobatch"), what="infobatch cell")
   key = json.dumps(to_jsonable({"train": config.train, "infobatch": ib}), sort_keys=True)
   rows = []
   for seed in ib.seeds:
     for kind in ("full", "infobatch"):
-      path = os.path.join(cell_dir, f"{kind}__s{int(seed)}.json")
-      if os.path.exists(path):
-        row = json.load(open(path))
-        if row.get("key") == key:
-          rows.append(row)
-          continue
+      name = f"{kind}__s{int(seed)}"  # infobatch/<name>.json; another config's row is redone
+      row = cache.get(name, require={"key": key})
+      if row is not None:
+        rows.append(row)
+        continue
       t = time.time()
       if kind == "full":
         tc = set_duration(ml_collections.ConfigDict(config.train.to_dict()), "num_epochs",
@@ -87,8 +86,7 @@ def infobatch_cells(config, workdir: str, log=print) -> list:
       log(f"infobatch cells: {kind} seed {seed}: acc {row['test_accuracy']:.4f}, "
           f"{row['steps']} steps, {row['wall_time_s']:.1f}s")
       rows.append(row)
-      if parallel.process_index() == 0:
-        atomic_write_text(path, json.dumps(row, indent=1))
+      cache.put(name, row)  # process 0 writes
   return rows
 
 

@@ -121,3 +121,25 @@ def test_selectors_driver_reuses_the_sweep_scores_and_writers(tmp_path):
   assert "score_cost_s" in rows[0]
   assert json.load(open(os.path.join(wd, "results.json")))["summary"] == out["summary"]
   assert os.path.getsize(os.path.join(wd, "selectors.png")) > 0
+
+
+def test_infobatch_cells_are_cached_and_redone_for_another_config(tmp_path, monkeypatch):
+  from experiments import selectors
+  c = _config()
+  c.infobatch = ml_collections.ConfigDict(dict(num_epochs=2, prune_ratio=0.5, delta=0.875,
+                                               seeds=(0,), log_every_steps=1))
+  rows = selectors.infobatch_cells(c, str(tmp_path), log=lambda s: None)
+  assert sorted(os.listdir(tmp_path / "infobatch")) == ["full__s0.json", "infobatch__s0.json"]
+  assert [r["kind"] for r in rows] == ["full", "infobatch"]
+  assert json.load(open(tmp_path / "infobatch" / "full__s0.json")) == rows[0]
+
+  def forbidden(*a, **k):
+    raise AssertionError("a cached cell must not train")
+
+  from core import train as train_lib
+  monkeypatch.setattr(train_lib, "train_and_evaluate", forbidden)
+  monkeypatch.setattr(selectors.infobatch_lib, "train_with_infobatch", forbidden)
+  assert selectors.infobatch_cells(c, str(tmp_path), log=lambda s: None) == rows
+  c.infobatch.prune_ratio = 0.3  # another config: the cells are redone, not reused
+  with pytest.raises(AssertionError, match="must not train"):
+    selectors.infobatch_cells(c, str(tmp_path), log=lambda s: None)
