@@ -290,6 +290,30 @@ def test_budget_larger_than_a_class_and_nan_inputs_raise(method):
     RUNNERS[method](train, 2, {method: dict(_cfg(1)[method], itrations=3)}, progress=False)
 
 
+def test_registry_entries_keep_their_signature_and_reach_their_method():
+  import inspect
+  want = ["train", "images_per_class", "config", "seed", "workdir", "test", "progress"]
+  for entry in (dd.dd_support, gm.dc_support, gm.dsa_support, dm.dm_support):
+    assert list(inspect.signature(entry).parameters) == want
+  calls = []
+
+  def fake(train, ipc, config, **kw):
+    calls.append((train, ipc, config, kw))
+    return synthetic.DistillResult(support="S", history=[], cost={})
+
+  entry = synthetic.support_entry(fake, "x", dsa=True)
+  assert entry.__name__ == "x_support" and entry("T", 2, "C", seed=5, test="unused") == "S"
+  assert calls == [("T", 2, "C", {"seed": 5, "workdir": None, "progress": False, "dsa": True})]
+  # Each entry reads its own config section (errors raised before anything compiles).
+  train = _dataset(shape=(6, 6, 1))
+  for method, entry in (("dc", gm.dc_support), ("dsa", gm.dsa_support), ("dm", dm.dm_support),
+                        ("dd", dd.dd_support)):
+    with pytest.raises(ValueError, match=rf"^{method}: unknown config keys \['bogus'\]"):
+      entry(train, 2, {method: dict(_cfg(1)[method], bogus=1)})
+  with pytest.raises(ValueError, match=r"dd.unroll_steps must be >= 1, got 0"):
+    dd.distill_unrolled(train, 2, {"dd": dict(_cfg(1)["dd"], unroll_steps=0)}, progress=False)
+
+
 # ----------------------------------------------------------------------------
 # Controls and configs.
 
