@@ -17,7 +17,10 @@ Grid (config: experiments/configs/scaling_mnist1d.py)
   * scores per pool (`pruning.scores.compute_scores` on a DatasetSplits whose train split is
     the pool's n_P ids and whose test split is the pool's validation split), from models
     trained on that pool only, cached under ``workdir/scores`` and computed lazily (a rerun
-    whose cells are all cached trains nothing);
+    whose cells are all cached trains nothing); ``ssl_prototype`` (the paper's metric) trains
+    its self-supervised encoder on the pool's n_P training inputs (labels never read; the
+    linear probe of its metadata reads the validation labels afterwards) and scores by the
+    distance to the nearest k-means centroid of that embedding;
   * for every keep fraction f, metric, keep rule (hard / easy; random has one rule) and seed:
     `pruning.select.select_ids` (class-balanced) keeps k = f n_P ids and the shared trainer
     (`core.train.train_and_evaluate`, collective over devices and hosts) trains the network.
@@ -72,6 +75,7 @@ import ml_collections
 import numpy as np
 
 from core import io as core_io
+from core.cells import CellCache
 from core import parallel
 from core.data import DatasetSplits, load_dataset
 from core.train import evaluate, train_and_evaluate
@@ -122,6 +126,12 @@ def validate_config(config, num_generated: Optional[int] = None) -> None:
   bad = [m for m in metrics if m not in known]
   if bad:
     raise err(f"config.metrics: unknown score method(s) {bad}; choose from {known}")
+  if "ssl_prototype" in metrics:
+    sub = config.scores.get("ssl_prototype")
+    if sub is None or sub.get("encoder") is None:
+      raise err("metric 'ssl_prototype' needs config.scores.ssl_prototype.encoder, an encoder "
+                "config such as pruning/configs/mnist1d_ssl.py (experiments/configs/"
+                "scaling_mnist1d.py sets one)")
   keeps = list(config.keeps)
   if any(k not in KEEPS for k in keeps) or (not keeps and any(m != "random" for m in metrics)):
     raise err(f"config.keeps={tuple(keeps)}: choose a non-empty subset of {KEEPS}")
@@ -287,7 +297,7 @@ def run_scaling(config: ml_collections.ConfigDict, workdir: str, *, verbose: boo
   log(f"{data.name}: {len(data.train)} generated / {len(data.test)} test; pools "
       f"{[p['pool'] for p in pools]}; f {fractions}; {len(specs)} metric/keep rules; "
       f"seeds {seeds}")
-  cell_dir = os.path.join(workdir, "cells")
+  cache = CellCache(os.path.join(workdir, "cells"), what="scaling cell")
   score_dir = os.path.join(workdir, "scores")
   cells, rows = [], []
   n_trained = n_cached = 0
@@ -323,10 +333,9 @@ def run_scaling(config: ml_collections.ConfigDict, workdir: str, *, verbose: boo
                          scores=None if metric in ("full", "random") else
                          score_key(sc, metric))
           key = core_io.fingerprint(key_obj)
-          path = os.path.join(cell_dir, f"P{P}_f{f:.3f}_{metric}-{keep}_s{seed}_{key}.json")
-          if os.path.exists(path):
-            with open(path) as fh:
-              cell = json.load(fh)
+          name = f"P{P}_f{f:.3f}_{metric}-{keep}_s{seed}_{key}"  # cells/<name>.json
+          cell = cache.get(name)  # a corrupt cell raises CorruptFileError naming it
+          if cell is not None:
             n_cached += 1
           else:
             if metric == "full":
@@ -340,8 +349,7 @@ def run_scaling(config: ml_collections.ConfigDict, workdir: str, *, verbose: boo
             out = train_cell(tc, pool_data, val, kept, int(config.budget.num_evals), model)
             cell = dict(pool=P, num_pool=len(ids), num_val=len(pool["val_ids"]), fraction=f,
                         metric=metric, keep=keep, seed=seed, key=key, **out)
-            if is_main:
-              core_io.atomic_write_text(path, json.dumps(cell, indent=1))
+            cache.put(name, cell)  # process 0 writes
             n_trained += 1
             t_train += cell["wall_time_s"]
             log(f"P={P} f={f:g} {metric}:{keep} seed {seed}: k={cell['num_kept']} "

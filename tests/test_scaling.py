@@ -8,6 +8,7 @@ import json
 import math
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -226,3 +227,59 @@ def test_two_processes_give_the_rows_of_one_process(tmp_path):
   for k in m:
     assert m[k]["num_kept"] == s[k]["num_kept"] and m[k]["num_steps"] == s[k]["num_steps"]
     assert abs(float(m[k]["test_error"]) - float(s[k]["test_error"])) < 0.02, k
+
+
+def ssl_tiny_config():
+  """tiny_config with ssl_prototype only, one seed, the test-sized encoder (mnist1d_ssl :quick,
+  15 steps)."""
+  from pruning.configs import mnist1d_ssl
+  c = tiny_config()
+  c.metrics = ("ssl_prototype",)
+  c.seeds = (0,)
+  enc = mnist1d_ssl.get_config("quick")
+  enc.update(checkpoint=False, progress_bar=False, num_steps=15)
+  c.scores.ssl_prototype.encoder = enc
+  return c
+
+
+@pytest.mark.slow
+def test_ssl_prototype_scores_each_pool_with_its_own_encoder(tmp_path):
+  """The mission's metric in the scaling grid: per pool an encoder trained on that pool's
+  training inputs only (no labels), k-means prototypes on its embedding, then cells."""
+  from core.data import DatasetSplits, load_dataset
+  from pruning import ssl
+  c = ssl_tiny_config()
+  res = scaling.run_scaling(c, str(tmp_path), verbose=False)
+  got = {(r["pool"], r["fraction"], r["metric"], r["keep"]) for r in res["rows"]}
+  assert {(p, 0.5, "ssl_prototype", k) for p in c.pools for k in ("hard", "easy")} <= got
+  assert all(0.0 <= r["test_error"] <= 1.0 for r in res["rows"])
+  metas = {}
+  for path in glob.glob(os.path.join(str(tmp_path), "scores", "ssl_prototype-*.npz")):
+    with np.load(path, allow_pickle=False) as z:
+      meta = json.loads(str(z["meta_json"]))
+      metas[meta["num_examples"]] = (meta, z["scores"], z["ids"])
+  assert sorted(metas) == [180, 360]
+  data = load_dataset(**c.dataset.to_dict())
+  pool = scaling.make_pools(data.train.ids, c.pools, c.pool_seed, c.val_fraction)[-1]
+  train = data.train.subset(pool["ids"])
+  meta, scores, ids = metas[360]
+  assert not meta["uses_labels"]
+  # the encoder of the 400-pool is the one trained on its 360 training inputs (and ids) alone
+  enc_cfg = ml_collections.ConfigDict(c.scores.ssl_prototype.encoder.to_dict())
+  enc_cfg.progress_bar = False
+  assert meta["encoder_fingerprint"] == ssl.encoder_fingerprint(enc_cfg, train.x, train.ids)
+  # and the scores are the scorer's on that pool (direct call; the encoder is memoised)
+  sc = scaling.score_config_for(c, len(pool["ids"]))
+  direct = ssl.ssl_prototype_scores(
+      DatasetSplits(train, data.train.subset(pool["val_ids"]), data.num_classes, "pool"), sc,
+      sc.ssl_prototype)
+  np.testing.assert_array_equal(ids, direct.ids)
+  np.testing.assert_allclose(scores, direct.scores)
+
+
+def test_ssl_prototype_without_an_encoder_config_stops_before_training(tmp_path, monkeypatch):
+  monkeypatch.setattr(scaling, "load_dataset", lambda **k: 1 / 0)
+  c = ssl_tiny_config()
+  c.scores.ssl_prototype.encoder = None
+  with pytest.raises(scaling.ScalingConfigError, match="ssl_prototype.encoder"):
+    scaling.run_scaling(c, str(tmp_path), verbose=False)
