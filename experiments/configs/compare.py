@@ -22,12 +22,13 @@ minutes on 2 CPU cores, and the FC NTK is a strong kernel on digits (~99% by
 kernel regression with the full set), so the distillation side is meaningful.
 MNIST-1D: compare_mnist1d.py (its :distill arg is the controls grid there).
 
-Measured (2026-12-02, JAX 0.10.2, 2 CPU cores at load 6-8, fresh folder): 21.8
-min. Finite network, 3 seeds: KIP 89.4% with 10 images (1/class), random 54.4,
-EL2N keep-easy 79.4, keep-hard 21.9; at 50% kept EL2N keep-hard 98.0 vs random
-97.1. Controls, teacher labels + augmentation at 1 / 10 per class: random 80.8 /
-94.9, KIP 92.9 / 96.9, DM 81.1 / 96.3, DSA 74.7 / 94.2, best pruning rule 89.6 /
-94.3. `:quick` runs 2 budgets x 1 seed with short training in a few minutes.
+Measured (2026-12-02, JAX 0.10.2, 2 CPU cores, fresh folder): 8.6 min on a quiet
+machine (21.8 at load 6-8). Finite network, 3 seeds: KIP 89.4% with 10 images
+(1/class), random 54.4, EL2N keep-easy 79.4, keep-hard 21.9; at 50% kept EL2N
+keep-hard 98.0 vs random 97.1. Controls, teacher labels + augmentation at 1 / 10
+per class: random 80.8 / 94.9, KIP 92.9 / 96.9, DM 83.8 / 96.3, DSA 82.6 / 94.2,
+best pruning rule 89.6 / 94.3 (DSA and DM at 1 per class move by several points
+with the CPU's instruction set: README). `:quick` runs 2 budgets x 1 seed with short training in a few minutes.
 """
 import ml_collections
 
