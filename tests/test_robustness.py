@@ -136,8 +136,8 @@ def test_mnist1d_cache_truncated_is_regenerated(tmp_path, monkeypatch, caplog):
 
 def test_compare_cell_truncated_names_file(tmp_path):
   from core.io import CorruptFileError
-  from experiments.compare import CellCache
-  cache = CellCache(str(tmp_path), "fp")
+  from experiments.compare import cell_cache
+  cache = cell_cache(str(tmp_path), "fp")
   cache.put("el2n-5", {"accuracy": 0.5})
   assert cache.get("el2n-5") == {"accuracy": 0.5}
   _truncate(cache.path("el2n-5"))
