@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from core import parallel
+from pruning import budget
 
 MODES = ("kcenter", "herding", "facility_location")
 
@@ -415,7 +416,6 @@ def select(embeddings, ids, labels=None, fraction: Optional[float] = None,
   fraction count / n), or `per_class_count` = that many per class (ValueError when a class is
   smaller).
   """
-  from pruning import select as select_lib
   _check_mode(mode)
   ids = np.asarray(ids).ravel()
   e = check_embedding(embeddings, len(ids))
@@ -436,15 +436,15 @@ def select(embeddings, ids, labels=None, fraction: Optional[float] = None,
       out.append(ids[rows[greedy_order(mode, e[rows], int(per_class_count), seed=seed,
                                        knn=knn, num_devices=num_devices)]])
     return np.concatenate(out)
-  k = select_lib._count(n, fraction, count)
+  k = budget.count_of(n, fraction, count)
   if fraction is not None:
-    select_lib.check_fraction(fraction)
+    budget.check_fraction(fraction)
   if not class_balanced:
     return ids[greedy_order(mode, e, k, seed=seed, knn=knn, num_devices=num_devices)]
   f = fraction if fraction is not None else k / n
   out = []
   for rows in _groups(labels, n, True):
-    kc = select_lib.num_keep(f, len(rows))
+    kc = budget.num_keep(f, len(rows))
     if kc:
       out.append(ids[rows[greedy_order(mode, e[rows], kc, seed=seed, knn=knn,
                                        num_devices=num_devices)]])

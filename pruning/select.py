@@ -29,24 +29,9 @@ from typing import Optional
 
 import numpy as np
 
+from pruning.budget import check_fraction, count_of as _count, num_keep  # noqa: F401  (API)
+
 MODES = ("hard", "easy", "ccs", "random")
-
-
-def check_fraction(f) -> float:
-  """Returns f as a float; ValueError naming f unless 0 < f <= 1."""
-  try:
-    fv = float(f)
-  except (TypeError, ValueError):
-    raise ValueError(f"keep fraction f={f!r} is not a number") from None
-  if not (0.0 < fv <= 1.0) or not math.isfinite(fv):
-    raise ValueError(f"keep fraction f={f!r} must lie in (0, 1]")
-  return fv
-
-
-def num_keep(f, n: int) -> int:
-  """floor(f * n + 0.5): the number of examples a fraction f of n keeps."""
-  f = check_fraction(f)
-  return int(math.floor(f * int(n) + 0.5 + 1e-9))
 
 
 def _as_arrays(scores, ids):
@@ -71,21 +56,6 @@ def _order_hard_first(scores, ids) -> np.ndarray:
 def _top(scores, ids, k: int, hardest: bool) -> np.ndarray:
   order = _order_hard_first(scores, ids) if hardest else np.lexsort((ids, scores))
   return ids[order[:k]]
-
-
-def _count(n: int, fraction, count) -> int:
-  if (fraction is None) == (count is None):
-    raise ValueError("give exactly one of fraction or count")
-  if fraction is not None:
-    k = num_keep(fraction, n)
-    if k < 1:
-      raise ValueError(f"keep fraction {fraction} of {n} examples keeps none (num_keep rounds "
-                       f"f * n to {k}); use a fraction >= {0.5 / max(n, 1):.3g} or count >= 1")
-  else:
-    k = int(count)
-    if not 0 < k <= n:
-      raise ValueError(f"count={count} must lie in [1, {n}]")
-  return k
 
 
 def keep_hardest(scores, ids, f) -> np.ndarray:
