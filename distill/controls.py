@@ -217,11 +217,21 @@ def config_for(config, method: str, images_per_class: int):
   return c
 
 
+# What every evaluated set's result depends on besides the set itself.
+EVALUATION_FIELDS = ("dataset", "finite_train", "finite_train_teacher", "evaluation")
+
+
+def evaluation_fields(config) -> dict:
+  """{field: section} of `EVALUATION_FIELDS` (None where missing), to fingerprint with a set."""
+  d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  return {k: d.get(k) for k in EVALUATION_FIELDS}
+
+
 def cell_fingerprint(config, method: str, images_per_class: int) -> str:
   """What a cell's result depends on: data, evaluation and the method's (merged) section."""
   c = config_for(config, method, images_per_class)
   d = c.to_dict()
-  keep = {k: d.get(k) for k in ("dataset", "finite_train", "finite_train_teacher", "evaluation")}
+  keep = evaluation_fields(d)
   keep["method"] = d.get(method) if method in d else None
   if method == "label_solve":
     keep["method"] = {"kip_fc": d.get("kip_fc"), "label_solve": d.get("label_solve")}

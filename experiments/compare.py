@@ -256,7 +256,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
   os.makedirs(workdir, exist_ok=True)
   atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
   cells = plan_cells(config, data.train)
-  scores = compute_all_scores(config, data, workdir)
+  scores, score_seconds = compute_all_scores(config, data, workdir)
   evaluator = Evaluator(config, data)
   cache = cell_cache(workdir, fingerprint(
       [data.train.fingerprint(), data.test.fingerprint(), config.train.to_dict(),
@@ -269,7 +269,7 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
   report.write_json(rows, os.path.join(workdir, "results.json"))
   # every process: the sections train networks collectively
   sections = (scaling_sections(config, workdir)
-              + controls_sections(config, workdir, rows, data, scores))
+              + controls_sections(config, workdir, rows, data, scores, score_seconds))
   if not is_writer():  # the report is process 0's
     return rows
   plots = {
@@ -287,10 +287,11 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
   return rows
 
 
-def compute_all_scores(config, data, workdir: str) -> dict:
-  """{method: ScoreResult} of every pruning method but random, cached under workdir/scores.
-  The seconds each score took when it was computed are kept in scores/seconds.json (the cost
-  column of the controls section)."""
+def compute_all_scores(config, data, workdir: str) -> tuple[dict, dict]:
+  """({method: ScoreResult}, {method: seconds}) of every pruning method but random, cached
+  under workdir/scores. The seconds each score took when it was computed (not when a cached
+  file was reused: score_io.cached logs "reusing ...") are kept in scores/seconds.json, the
+  cost column of the controls section."""
   cache_dir = os.path.join(workdir, "scores")
   seconds_path = os.path.join(cache_dir, "seconds.json")
   seconds = load_json(seconds_path, what="score timings") if os.path.exists(seconds_path) else {}
@@ -312,7 +313,7 @@ def compute_all_scores(config, data, workdir: str) -> dict:
       seconds[m] = round(time.time() - t0, 2)
   if scores:
     atomic_write_text(seconds_path, json.dumps(seconds, indent=1) + "\n")
-  return scores
+  return scores, seconds
 
 
 def best_pruning_sets(config, rows: list, data, scores: dict, controls_config,
@@ -349,7 +350,8 @@ def best_pruning_sets(config, rows: list, data, scores: dict, controls_config,
   return out
 
 
-def controls_sections(config, workdir: str, rows: list, data, scores: dict) -> tuple:
+def controls_sections(config, workdir: str, rows: list, data, scores: dict,
+                      score_seconds: dict) -> tuple:
   """Distilled sets beside random real images and the best pruning rule under the evaluation
   controls (experiments.distill_controls), cached under workdir/distill_controls, as a report
   section. Every set is trained by the comparison's own evaluation network (config.train)."""
@@ -366,9 +368,7 @@ def controls_sections(config, workdir: str, rows: list, data, scores: dict) -> t
   cc.label_solve = config.distill.label_solve.to_dict()  # the KIP / Label Solve rows above
   given = []
   if dc.get("best_pruning", True):
-    path = os.path.join(workdir, "scores", "seconds.json")
-    seconds = load_json(path, what="score timings") if os.path.exists(path) else {}
-    given = best_pruning_sets(config, rows, data, scores, cc, seconds)
+    given = best_pruning_sets(config, rows, data, scores, cc, score_seconds)
   out = os.path.join(workdir, "distill_controls")
   res = distill_controls.run_distill_controls(cc, out, data=data, given_sets=given,
                                               progress=bool(config.progress_bar))

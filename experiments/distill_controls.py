@@ -53,9 +53,7 @@ class GivenSet:
   cost: dict
 
   def fingerprint(self, config) -> str:
-    d = config.to_dict()
-    keep = {k: d.get(k) for k in ("dataset", "finite_train", "finite_train_teacher",
-                                  "evaluation")}
+    keep = controls.evaluation_fields(config)
     keep["given"] = {"method": self.method, "display": self.display,
                      "ids": np.sort(np.asarray(self.support.init_ids)).tolist()}
     return fingerprint(keep, length=12)
