@@ -834,8 +834,11 @@ def plot_curves(results: dict, path: str) -> None:
     ax.grid(alpha=0.3, which="both")
   for ax in axes.flat[len(panels):]:
     ax.axis("off")
-  for ax in axes[-1]:
-    ax.set_xlabel("examples kept k = f * pool")
+  for c in range(ncol):  # the lowest drawn panel of each column carries the x axis
+    used = [r for r in range(nrow) if r * ncol + c < len(panels)]
+    if used:
+      axes[used[-1], c].tick_params(labelbottom=True)
+      axes[used[-1], c].set_xlabel("examples kept k = f * pool")
   for ax in axes[:, 0]:
     ax.set_ylabel("test error (%)")
   from matplotlib.ticker import FormatStrFormatter
