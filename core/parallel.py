@@ -176,14 +176,25 @@ def replicate(tree: Any, devices: Sequence) -> Any:
 
 
 def unreplicate(tree: Any) -> Any:
-  """The first copy of a replicated pytree, as host numpy arrays."""
-  return jax.tree.map(lambda x: np.asarray(jax.device_get(x[0])), tree)
+  """The first local copy of a replicated pytree, as host numpy arrays (no communication)."""
+  return fetch(tree)
 
 
 def fetch(tree: Any) -> Any:
   """Host copy of pmapped outputs that are identical on every device (pmean'd or
-  all_gather'ed): the first device's copy of each leaf, in one device_get."""
-  return jax.device_get(jax.tree.map(lambda a: a[0], tree))
+  all_gather'ed): this process's first device's copy of each leaf, in one device_get.
+
+  A host read of the first local shard, never `x[0]`: that is a jitted gather over every
+  local device (a cross-device collective; gloo once jax.distributed is initialised) dispatched
+  between training steps, and on JAX 0.10 the 2-process trainer deadlocked in it (process 1 in
+  the gather, process 0 already in the checkpoint barrier).
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  local = jax.device_get([x.addressable_data(0) if isinstance(x, jax.Array) else np.asarray(x)
+                          for x in leaves])
+  # a shard keeps the sharded axis (length 1 per device); a squeezed one (PmapSharding) does not
+  return treedef.unflatten([np.asarray(h)[0] if np.ndim(h) == np.ndim(x) else np.asarray(h)
+                            for h, x in zip(local, leaves)])
 
 
 def round_up_to_devices(n: int, devices: Sequence) -> int:

@@ -452,7 +452,7 @@ def train_encoder(config, x, ids, workdir: Optional[str] = None, *,
     nonlocal pending
     if not pending:
       return
-    losses = [float(l) for l in jax.device_get([m["loss"][0] for m in pending])]
+    losses = [float(m["loss"]) for m in parallel.fetch(pending)]
     pending = []
     if not np.all(np.isfinite(losses)):
       raise FloatingPointError(f"non-finite self-supervised loss at step {step} "

@@ -2,15 +2,18 @@
 and the main job (experiments.compare) end to end."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 WORKER = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
 COMPARE_WORKER = os.path.join(os.path.dirname(__file__), "multihost_compare_worker.py")
+FETCH_WORKER = os.path.join(os.path.dirname(__file__), "multihost_fetch_worker.py")
 
 
 def free_port() -> int:
@@ -21,23 +24,52 @@ def free_port() -> int:
 
 def launch(pid, nproc, port, ndev, *args, worker=WORKER):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["PYTHONFAULTHANDLER"] = "1"  # a worker killed by `wait` prints where it was stuck
   return subprocess.Popen([sys.executable, worker, str(pid), str(nproc), str(port), str(ndev),
                            *map(str, args)], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
 
 
 def wait(procs, timeout=600):  # generous: CI and loaded machines start 3 JAX processes at once
-  outs = []
+  """Every process's output; fails (with where each one was stuck) if any runs past
+  `timeout` seconds in all, or exits with an error."""
+  deadline = time.monotonic() + timeout
+  outs, hung = [], []
   try:
     for p in procs:
-      outs.append(p.communicate(timeout=timeout)[0])
+      try:
+        outs.append(p.communicate(timeout=max(deadline - time.monotonic(), 1))[0])
+      except subprocess.TimeoutExpired:
+        hung.append(len(outs))
+        p.send_signal(signal.SIGABRT)  # faulthandler: the Python stack of every thread
+        outs.append(p.communicate()[0])
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
+  if hung:
+    pytest.fail(f"processes {hung} did not finish within {timeout} s; their stacks:\n" +
+                "\n".join(f"--- process {i} ---\n" + _stacks(outs[i]) for i in hung))
   for p, o in zip(procs, outs):
     assert p.returncode == 0, o[-3000:]
   return outs
+
+
+def _stacks(out: str) -> str:
+  # the main thread's frames from faulthandler's dump, else the end of the output
+  i = out.rfind("Current thread")
+  return out[i:i + 3000] if i >= 0 else out[-3000:]
+
+
+def test_fetch_reads_this_process_copy_without_the_others():
+  """`parallel.fetch` / `unreplicate` of a pmapped output on one process, while the other is
+  already in a barrier, return the global collectives' values and need nothing from the other
+  process (test_train.py checks that they run no program at all: the old `x[0]` ran a gather
+  over the local devices, in which the 2-process trainer below deadlocked on JAX 0.10)."""
+  port = free_port()
+  procs = [launch(i, 2, port, 2, worker=FETCH_WORKER) for i in range(2)]
+  outs = wait(procs, timeout=180)
+  assert "process 1: done" in outs[1]
 
 
 @pytest.mark.slow

@@ -256,3 +256,32 @@ def test_cells_of_a_sweep_share_one_compiled_train_step(digits):
     train.train_and_evaluate(c, data=digits, train_ids=digits.train.ids[:n])
   info = train._compiled_train_step.cache_info()
   assert (info.misses, info.hits) == (1, 2), info
+
+
+def test_fetch_and_unreplicate_run_no_program(caplog):
+  """Reading the first copy of a pmapped output is a host read of this process's first
+  device, not `x[0]`: that is a jitted gather over every local device (a cross-device
+  collective, gloo when jax.distributed is initialised), and the 2-process trainer deadlocked
+  in it on JAX 0.10 between a training step and a checkpoint barrier."""
+  import logging
+
+  import jax
+  import numpy as np
+
+  from core import parallel
+
+  devices = parallel.local_devices()
+  n = len(devices)
+  x = parallel.shard(np.arange(n * 7 * 5, dtype=np.float32).reshape(n * 7, 5), devices)
+  out = parallel.pmap(lambda v: {"mean": parallel.pmean(v), "all": parallel.all_gather(v)},
+                      devices)(x)
+  jax.block_until_ready(out)
+  with jax.log_compiles(True), caplog.at_level(logging.DEBUG, logger="jax"):
+    got, rep = parallel.fetch(out), parallel.unreplicate(out)
+  compiled = [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()]
+  assert not compiled, compiled
+  rows = np.arange(n * 7 * 5, dtype=np.float32).reshape(n, 7, 5)
+  np.testing.assert_allclose(got["mean"], rows.mean(0))
+  np.testing.assert_allclose(got["all"], rows.reshape(n * 7, 5))
+  np.testing.assert_allclose(rep["mean"], got["mean"])
+  assert isinstance(got["mean"], np.ndarray) and got["all"].shape == (n * 7, 5)
