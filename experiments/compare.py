@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from experiments import report
 from core.cells import CellCache
-from core.io import atomic_write_text, fingerprint, is_writer, load_json
+from core.io import atomic_write_text, fingerprint, is_writer
 from core import data as data_lib
 from pruning import scores as scores_lib
 from pruning import select as select_lib
@@ -289,30 +289,18 @@ def run_comparison(config: ml_collections.ConfigDict, workdir: str) -> list[dict
 
 def compute_all_scores(config, data, workdir: str) -> tuple[dict, dict]:
   """({method: ScoreResult}, {method: seconds}) of every pruning method but random, cached
-  under workdir/scores. The seconds each score took when it was computed (not when a cached
-  file was reused: score_io.cached logs "reusing ...") are kept in scores/seconds.json, the
-  cost column of the controls section."""
+  under workdir/scores. The seconds are what each score took when it was computed (the score
+  file's ``compute_seconds``; NaN for a file written before it was recorded), the cost
+  column of the controls section."""
   cache_dir = os.path.join(workdir, "scores")
-  seconds_path = os.path.join(cache_dir, "seconds.json")
-  seconds = load_json(seconds_path, what="score timings") if os.path.exists(seconds_path) else {}
-  scores = {}
+  scores, seconds = {}, {}
   for m in config.pruning_methods:
     if m == "random":
       continue
     sc = ml_collections.ConfigDict(config.scores.to_dict())
     sc.train = config.score_train
-    reused = []
-
-    def log(msg, reused=reused):
-      reused.append(msg.startswith("reusing"))
-      tqdm.write(msg)
-
-    t0 = time.time()
-    scores[m] = scores_lib.compute_scores(m, data, sc, cache_dir=cache_dir, log=log)
-    if not any(reused):
-      seconds[m] = round(time.time() - t0, 2)
-  if scores:
-    atomic_write_text(seconds_path, json.dumps(seconds, indent=1) + "\n")
+    scores[m] = scores_lib.compute_scores(m, data, sc, cache_dir=cache_dir, log=tqdm.write)
+    seconds[m] = float(scores[m].meta.get("compute_seconds", float("nan")))
   return scores, seconds
 
 
@@ -321,7 +309,7 @@ def best_pruning_sets(config, rows: list, data, scores: dict, controls_config,
   """The best pruning rule (score x mode, by mean finite-network accuracy over the comparison's
   seeds) at each per-class budget the controls run at, as GivenSets (real examples, hard
   targets) for experiments.distill_controls, one per controls seed. Cost: the seconds the
-  score took when it was computed (`score_seconds`, 0 for random)."""
+  score took when it was computed (`score_seconds`; random is never the best rule here)."""
   from distill import controls
   from distill.support import SupportSet
   from experiments.distill_controls import GivenSet
@@ -342,7 +330,7 @@ def best_pruning_sets(config, rows: list, data, scores: dict, controls_config,
       support = SupportSet(x=np.asarray(sub.x),
                            y=controls.hard_targets(sub.labels, data.num_classes),
                            labels=np.asarray(sub.labels), init_ids=np.asarray(ids))
-      cost = {"cost_seconds": float(score_seconds.get(method, 0.0)), "cost_example_passes": 0.0,
+      cost = {"cost_seconds": float(score_seconds[method]), "cost_example_passes": 0.0,
               "cost_kernel_entries": 0.0}
       out.append(GivenSet(method="pruned", display=f"best pruning: {report.label(method, mode)}",
                           images_per_class=int(ipc), seed=int(seed), support=support,

@@ -224,7 +224,8 @@ def summarize(rows: list) -> list:
 
 
 def _fmt_cost(s) -> str:
-  parts = [f"{s['cost_seconds']:.0f} s"]
+  # NaN: a score file written before scores recorded their compute time
+  parts = [f"{s['cost_seconds']:.0f} s" if np.isfinite(s["cost_seconds"]) else "time not recorded"]
   if s["cost_example_passes"]:
     parts.append(f"{s['cost_example_passes']:.2g} passes")
   if s["cost_kernel_entries"]:

@@ -44,6 +44,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -212,6 +213,9 @@ def path_for(cache_dir: str, method: str, config: Any, dataset: data_lib.ArrayDa
 # One shard per process, merged into one verified score file.
 
 SHARD_KEYS = ("shard_index", "shard_count")
+# Metadata each process measures for itself: shards may differ; the merged file keeps the max
+# (the slowest host's wall clock is what the scoring cost).
+PER_PROCESS_KEYS = ("compute_seconds",)
 
 
 def shard_path(path: str, index: int, count: int) -> str:
@@ -271,9 +275,10 @@ def merge_shards(path: str, count: int, dataset, *, remove: bool = True) -> Scor
                             f"{r.meta.get('shard_count')}, expected {i} of {count}; delete "
                             f"{paths} and rerun the scoring")
     shards.append(r)
-  first = {k: v for k, v in shards[0].meta.items() if k not in SHARD_KEYS + ("pair_digest",)}
+  skip = SHARD_KEYS + PER_PROCESS_KEYS + ("pair_digest",)
+  first = {k: v for k, v in shards[0].meta.items() if k not in skip}
   for p, r in zip(paths[1:], shards[1:]):
-    other = {k: v for k, v in r.meta.items() if k not in SHARD_KEYS + ("pair_digest",)}
+    other = {k: v for k, v in r.meta.items() if k not in skip}
     if other != first:
       diff = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
       raise ScoreShardError(f"score shards {paths[0]} and {p} disagree on metadata {diff}: "
@@ -307,6 +312,10 @@ def merge_shards(path: str, count: int, dataset, *, remove: bool = True) -> Scor
   scores = np.concatenate([r.scores for r in shards])
   per_run = (None if shards[0].per_run is None
              else np.concatenate([r.per_run for r in shards], axis=1))
+  for k in PER_PROCESS_KEYS:
+    vals = [r.meta[k] for r in shards if k in r.meta]
+    if vals:
+      first[k] = max(vals)
   merged = ScoreResult(all_ids, scores, first, per_run).subset(want)
   save(path, merged)
   if remove:
@@ -319,6 +328,9 @@ def cached(cache_dir: Optional[str], method: str, config: Any,
            dataset: data_lib.ArrayDataset, compute: Callable[[], ScoreResult],
            log: Callable[[str], None] = lambda s: None) -> ScoreResult:
   """Loads the score file for (method, config, dataset) or computes and writes it.
+
+  A computed result's metadata records ``compute_seconds`` (wall clock of `compute`; with
+  several processes the slowest one's), so a reused file still says what it cost.
 
   Every process calls this and all compute (the computation may contain collectives).
   One process: it writes the file. Several: each writes its shard (its `process_ids` slice),
@@ -333,7 +345,10 @@ def cached(cache_dir: Optional[str], method: str, config: Any,
     return load(path, dataset, expect={"method": method})
   if os.path.exists(path):
     log(f"recomputing scores {path}: written without an id-score digest")
+  t0 = time.time()
   res = compute()
+  # what the score cost to compute (the controls' cost column; a reused file keeps it)
+  res.meta.setdefault("compute_seconds", round(time.time() - t0, 2))
   from core import parallel
   count, index = parallel.process_count(), parallel.process_index()
   name = os.path.basename(path)

@@ -161,6 +161,37 @@ def test_two_processes_write_the_same_score_file_as_one(tmp_path):
   assert m_name == s_name
   m, s = _contents(tmp_path / "multi" / m_name), _contents(tmp_path / "single" / s_name)
   assert sorted(m) == sorted(s) == ["ids", "meta_json", "per_run", "scores"]
-  for k in m:
+  for k in ("ids", "per_run", "scores"):
     np.testing.assert_array_equal(m[k], s[k])
+  # the metadata too, but for the compute time each run measured for itself
+  m_meta, s_meta = (json.loads(str(f["meta_json"])) for f in (m, s))
+  assert m_meta.pop("compute_seconds") > 0 and s_meta.pop("compute_seconds") > 0
+  assert m_meta == s_meta
   assert len(m["ids"]) == 1437
+
+
+def test_compute_time_is_recorded_kept_on_reuse_and_the_slowest_shard_wins(tmp_path):
+  """The controls' cost column reads `compute_seconds` from the score file: written when
+  computed, the same when the file is reused, and over shards (each process times itself,
+  so they may differ without the merge refusing them) the slowest process's."""
+  import time
+  ds = _dataset()
+  calls = []
+
+  def compute():
+    calls.append(1)
+    time.sleep(0.05)
+    return _result(ds)
+
+  first = score_io.cached(str(tmp_path / "c"), "el2n", {"a": 1}, ds, compute)
+  again = score_io.cached(str(tmp_path / "c"), "el2n", {"a": 1}, ds, compute)
+  assert len(calls) == 1 and first.meta["compute_seconds"] >= 0.05
+  assert again.meta["compute_seconds"] == first.meta["compute_seconds"]
+  res = _result(ds)
+  path = str(tmp_path / "s.npz")
+  for i, sec in enumerate([3.5, 7.25]):
+    mine = res.subset(score_io.process_ids(ds.ids, i, 2))
+    mine.meta["compute_seconds"] = sec
+    score_io.write_shard(path, i, 2, mine)
+  assert score_io.merge_shards(path, 2, ds).meta["compute_seconds"] == 7.25
+  assert score_io.load(path, ds).meta["compute_seconds"] == 7.25
