@@ -928,15 +928,15 @@ def plot_frontier(results: dict, path: str) -> None:
   # (a) Crossovers: implied N_eff = k_x / alpha_x per f (constant if the theory's shape holds).
   n_ref, n_src = reference_n_eff(an, main)
   ax = axes[1, 2]
-  lines = []
+  lines = []  # one line per metric (a line per (metric, f) overflowed the panel)
   for m, cm in an["crossovers"].items():
     fs, ne = [], []
     for f, c in cm.items():
       if c.get("implied_n_eff"):
         fs.append(float(f))
         ne.append(c["implied_n_eff"])
-      lines.append(f"{metric_label(m)} f={float(f):g}: {c['status']}" +
-                   (f" at P={c['pool_x']:.0f}, k={c['k_x']:.0f}" if c["pool_x"] else ""))
+    lines.append(f"{metric_label(m)}: " + ", ".join(f"{float(f):g} {c['status']}"
+                                                    for f, c in cm.items()))
     if fs:
       ax.plot(fs, ne, "o-", color=mcol(results["metrics"].index(m)), label=metric_label(m))
   if n_ref:
@@ -944,11 +944,18 @@ def plot_frontier(results: dict, path: str) -> None:
   ax.set(xscale="log", yscale="log", xlabel="keep fraction f",
          ylabel="k at crossover / theory alpha_x(f)",
          title="(a) keep-hard overtakes keep-easy: implied N_eff")
+  from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter, NullLocator
+  ax.xaxis.set_major_locator(FixedLocator(sorted({float(f) for cm in an["crossovers"].values()
+                                                  for f in cm})))
+  ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+  ax.xaxis.set_minor_locator(NullLocator())
+  ax.xaxis.set_minor_formatter(NullFormatter())
   ax.grid(alpha=0.3, which="both")
   if ax.get_legend_handles_labels()[0]:
-    ax.legend(fontsize=7, loc="upper right")
-  ax.text(0.02, 0.02, "\n".join(lines[:14]), transform=ax.transAxes, fontsize=6.5,
-          va="bottom")
+    ax.legend(fontsize=7, loc="lower right")
+  ax.text(0.02, 0.98, "crossover per f (pools: results.json):\n" + "\n".join(lines),
+          transform=ax.transAxes, fontsize=6.5, va="top",
+          bbox=dict(facecolor="white", alpha=0.8, edgecolor="none"))
   # (b) Best f on the frontier vs k (measured) and the theory's at k = alpha * N_eff.
   ax = axes[1, 3]
   for i, m in enumerate(results["metrics"]):
@@ -966,7 +973,6 @@ def plot_frontier(results: dict, path: str) -> None:
          title="(b) best keep fraction vs size")
   ax.legend(fontsize=7, loc="lower left")
   ax.grid(alpha=0.3, which="both")
-  from matplotlib.ticker import FormatStrFormatter
   for ax in list(axes[0, :2]) + [axes[1, 0]]:
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
