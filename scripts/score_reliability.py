@@ -1,5 +1,5 @@
 """Reliability of every pruning score: Spearman between independent runs, kept-set overlap at
-f = 0.5 / 0.2, wall-clock cost (thin wrapper over `pruning.reliability.run_reliability`).
+f = 0.5 / 0.2, wall-clock cost (thin wrapper over `experiments.reliability.run_reliability`).
 
     python scripts/score_reliability.py --config=experiments/configs/ssl_sweep_mnist1d.py \
         --workdir=runs/reliability_mnist1d \
@@ -8,7 +8,7 @@ f = 0.5 / 0.2, wall-clock cost (thin wrapper over `pruning.reliability.run_relia
 """
 
 from core import cli
-from pruning import reliability
+from experiments import reliability
 
 cli.define_flags()
 

@@ -38,7 +38,7 @@ def get_config(arg=None):
   enc.progress_bar = False
   c.ssl = ml_collections.ConfigDict(dict(encoder=enc, ks=(10, 30, 100, 300),
                                          centroids=("kmeans", "kmeans_per_class"), n_init=3))
-  # Score reliability (pruning.reliability.run_reliability): EL2N / GraNd per-run scores come
+  # Score reliability (experiments.reliability.run_reliability): EL2N / GraNd per-run scores come
   # from the sweep's score files (score_cache); forgetting over 2 runs; PCA prototypes over
   # k-means seeds and k; SSL prototypes over encoder seeds 0, 1 (seed 0 = the sweep's encoder,
   # shared through ssl_encoder_dir) and k.
