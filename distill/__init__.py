@@ -1,7 +1,10 @@
-"""Dataset distillation with infinite-width kernels: KIP and Label Solve.
+"""Dataset distillation, every support set evaluated by the same finite network.
 
-Modules: `kernels` (NT NTK/NNGP of FC and ConvNets), `krr` (kernel ridge
-regression), `kip` (Kernel Inducing Points), `label_solve` (closed-form labels),
-`evaluate` (KRR and finite-network evaluation, `run_distillation`).
-All neural_tangents imports live in this package.
+Kernel methods: `kernels` (neural-tangents NTK/NNGP of FC and ConvNets; every neural_tangents
+import lives in this package, after `nt_compat`, our layer for current JAX), `krr` (kernel
+ridge regression), `kip` (Kernel Inducing Points), `label_solve` (closed-form labels).
+Network methods on the shared trainer's models: `unrolled` (dataset distillation through
+unrolled training), `gradient_matching` (DC, DSA with `dsa`'s Siamese augmentation),
+`distribution_matching` (DM); their shared loop: `synthetic`. Support sets: `support`;
+evaluation: `evaluate`; label / augmentation / cost controls: `controls`.
 """

@@ -1,1 +1,2 @@
-"""Experiments that span packages: the pruning-vs-distillation comparison and its report."""
+"""Drivers and reports that span packages: the main job (`compare`, prune or distil?), the
+scaling experiment, sweeps, selectors, score reliability, RHO-LOSS, distillation controls."""
