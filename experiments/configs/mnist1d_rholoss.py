@@ -17,8 +17,8 @@ cores on JAX 0.10.2 (about 4 minutes on shared ones on JAX 0.5.3). Expected (mea
 JAX 0.10.2): IL model test acc 0.64; final test acc RHO-LOSS 0.684 +- 0.011, uniform
 0.603 +- 0.020 (peaks at 0.669 at step 500, then fits the noise), highest loss 0.104
 (collapses to chance); RHO-LOSS reaches uniform's final accuracy at step 200 (uniform: 400)
-and uniform's best (0.669) at step 400; flipped labels among selected: RHO-LOSS 9.1%, highest loss 19.7%,
-candidates 19.7%.
+and uniform's best (0.669) at step 400; flipped labels among selected: RHO-LOSS 9.1%,
+highest loss 19.7%, candidates 19.7%.
 `:quick` (1 seed, 300 steps) is a smoke test (~40 s).
 """
 import ml_collections
