@@ -13,8 +13,9 @@ finite = MLP 256-256 trained by core.train on the support set, 500 steps):
   1 image/class:   random 0.57, Label Solve 0.80, KIP 0.96 (finite 0.47 / 0.67 / 0.89)
   10 images/class: random 0.91, Label Solve 0.97, KIP 0.986 (finite 0.90 / 0.95 / 0.97)
   50 images/class: random 0.981, Label Solve 0.984, KIP 0.990 (finite 0.973 / 0.978 / 0.979)
-92 s on 2 quiet CPU cores on JAX 0.10.2 (about 3 minutes idle / ~10 busy on JAX 0.5.3). `:quick` (10/class, seed 0, 200 KIP steps, no
-finite nets) takes ~40 s: random 0.925, Label Solve 0.972, KIP 0.983.
+92 s on 2 quiet CPU cores on JAX 0.10.2 (about 3 minutes idle / ~10 busy on JAX 0.5.3).
+`:quick` (10/class, seed 0, 200 KIP steps, no finite nets) takes ~40 s: random 0.925, Label
+Solve 0.972, KIP 0.983.
 """
 import math
 
