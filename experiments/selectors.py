@@ -3,10 +3,10 @@ score costs, and InfoBatch against full training at equal epochs.
 
 ``run_selectors(config, workdir)`` (config: `experiments/configs/selectors_mnist1d.py`):
 
-  1. computes every score the sweep needs, once, timing it (the cost: wall seconds of the
-     score computation, from the score file's metadata for the new selectors, otherwise the
-     measured time, kept in workdir/score_costs.json so that a rerun that reads the cache still
-     reports it);
+  1. computes every score the sweep needs, once (the cost: wall seconds of the score
+     computation, the score file's ``compute_seconds``, so a rerun that reads the cache still
+     reports it; for files written before that key existed, the scorer's ``wall_time_s`` or
+     the time measured here, kept in workdir/score_costs.json);
   2. runs the pruning sweep (`experiments.prune_sweep.run_sweep`) in workdir/sweep (resumable,
      the same cells, selection and budget as any sweep);
   3. trains, per seed, full training and InfoBatch (`pruning.infobatch.train_with_infobatch`) for
@@ -40,7 +40,9 @@ def score_costs(config, workdir: str, log=print) -> dict:
   costs = {}
   for spec, (res, elapsed) in prune_sweep.compute_scores(
       config, data, os.path.join(workdir, "sweep", "scores"), log).items():
-    if "wall_time_s" in res.meta:
+    if "compute_seconds" in res.meta:  # recorded by score_io.cached with the scores
+      costs[spec] = float(res.meta["compute_seconds"])
+    elif "wall_time_s" in res.meta:  # files written before compute_seconds existed
       costs[spec] = float(res.meta["wall_time_s"])
     elif spec in known and elapsed < 0.5 * float(known[spec]):   # a cache hit
       costs[spec] = float(known[spec])

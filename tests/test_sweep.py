@@ -121,6 +121,14 @@ def test_selectors_driver_reuses_the_sweep_scores_and_writers(tmp_path):
   assert "score_cost_s" in rows[0]
   assert json.load(open(os.path.join(wd, "results.json")))["summary"] == out["summary"]
   assert os.path.getsize(os.path.join(wd, "selectors.png")) > 0
+  # a rerun reads the scores from the cache and their cost from the score files themselves
+  # (compute_seconds), not from a timing of the cache read, nor from score_costs.json
+  os.remove(os.path.join(wd, "score_costs.json"))
+  c.methods = ("random", "el2n")  # el2n trains a network: a cost well above a cache read
+  first = selectors.run_selectors(c, wd, verbose=False)["score_costs_s"]["el2n"]
+  os.remove(os.path.join(wd, "score_costs.json"))
+  again = selectors.run_selectors(c, wd, verbose=False)
+  assert again["score_costs_s"]["el2n"] == first > 0.0
 
 
 def test_infobatch_cells_are_cached_and_redone_for_another_config(tmp_path, monkeypatch):
