@@ -12,16 +12,16 @@ Scores: EL2N and GraNd after 2 of the 8 epochs of a full-data run, 4 runs each;
 forgetting from one full run (per-minibatch correctness); GraNd at init and the
 input norm only for rank correlations.
 
-Expected (4.5 min on 2 idle CPU cores; ~15 min when they are heavily loaded;
-docs/prune_sweep_mnist1d.png):
-  full data 0.954 +- 0.001; at f=0.5: GraNd 0.954 +- 0.007, EL2N 0.950 +- 0.003
-  (within noise of full data), forgetting 0.949, random 0.942 +- 0.003,
-  CCS 0.935, prototype/PCA 0.918, EL2N keep-easy 0.835. At f <= 0.2 random and
-  CCS beat every keep-hard rule (f=0.1: CCS 0.777, random 0.745, EL2N keep-easy
-  0.629 > EL2N keep-hard 0.577). Spearman(GraNd at init, input norm) = +0.92.
+Expected (JAX 0.10.2: 88 s on 2 quiet CPU cores; JAX 0.5.3: 4.5 min idle, ~15 min when heavily
+loaded; docs/prune_sweep_mnist1d.png):
+  full data 0.953 +- 0.002; at f=0.5: EL2N 0.952 +- 0.004, GraNd 0.951 +- 0.010 (within
+  noise of full data), forgetting 0.945, random 0.941 +- 0.002, CCS 0.930, prototype/PCA
+  0.918, EL2N keep-easy 0.837. At f <= 0.2 random and CCS beat every keep-hard rule (f=0.1:
+  CCS 0.766, random 0.746, EL2N keep-easy 0.605 > EL2N keep-hard 0.573). Spearman(GraNd at
+  init, input norm) = +0.92.
 With --config.class_balanced=False (Data Diet's global ranking) keep-hard
 selection is strongly class-imbalanced and EL2N keep-hard drops below random
-already at f=0.5 (0.918 vs 0.938).
+already at f=0.5 (0.923 vs 0.938).
 Rerunning with the same --workdir skips finished cells.
 
 `:quick` is a ~1 minute smoke test (1,000 / 500 examples, 2 methods).
