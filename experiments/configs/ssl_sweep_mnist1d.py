@@ -9,11 +9,12 @@ class-balanced keep-hard) at f = 0.7, 0.5, 0.3, with the ssl_prototype score for
 {10, 30, 100, 300} (global k-means, label-free) and the class-conditional variant
 (k / 10 centroids per class), one SimCLR encoder (pruning/configs/mnist1d_ssl.py).
 
-Measured (2 seeds; docs/ssl_sweep_mnist1d.png; table in the README): full data 95.5; at f=0.5
-GraNd 95.4, EL2N 95.3, forgetting 95.0, SSL prototypes k=30 94.8 (k=10..300: 93.4-94.8),
-class-conditional k=100 94.7, random 94.0, PCA prototypes 91.5; at f=0.3 class-conditional
-SSL k=100 93.3, GraNd 92.9, random 92.0, SSL k=30 91.9, EL2N 90.0, PCA 87.4. Encoder: linear
-probe 90.9%. SSL half 56 min on the shared 2 cores (load ~18), baselines ~17 min beside it.
+Measured (2 seeds, JAX 0.10.2, 139 s on 2 quiet cores; docs/ssl_sweep_mnist1d.png, table in
+docs/ssl_prototypes.md): full data 95.3; at f=0.5 GraNd 95.7, EL2N 95.0, class-conditional SSL
+k=300 94.8 / k=100 94.7, forgetting 94.6, SSL prototypes k=300 94.5 (k=10..300: 93.3-94.5),
+random 93.9, PCA prototypes 91.7; at f=0.3 GraNd and class-conditional SSL k=100 92.4, random
+92.1, SSL k=30 91.8, EL2N 90.7, PCA 87.4. Encoder: linear probe 91.0% (23 s). On JAX 0.5.3 at
+load ~18 the SSL half took 56 min (encoder 312 s) and SSL k=30 gave 94.8 at f=0.5.
 `:quick` is a smoke test (1,000 / 500 examples, tiny encoder, 2 k values, 1 seed).
 """
 from __future__ import annotations
