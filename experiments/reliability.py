@@ -26,6 +26,12 @@ def _timed(fn: Callable):
   return r, time.time() - t
 
 
+def _score_cost(res, elapsed: float) -> float:
+  # what the score took when computed (a cached file keeps it); this call's time for files
+  # written before score_io recorded it
+  return float(res.meta.get("compute_seconds", elapsed))
+
+
 def run_reliability(config: ml_collections.ConfigDict, workdir: str,
                     log: Callable[[str], None] = print) -> dict:
   """See the module docstring. ``config``: an ssl_sweep config plus ``reliability`` =
@@ -64,9 +70,10 @@ def run_reliability(config: ml_collections.ConfigDict, workdir: str,
       continue
     res, dt = _timed(lambda: scores_lib.compute_scores(name, data, sc, cache_dir=cache, log=log))
     R = len(res.per_run)
-    entry = {"num_runs": R, "cost_s_total": round(dt, 1),
-             "cost_s_per_run": round(dt / R, 1),
-             "cost_note": "0 means loaded from the sweep's score cache"}
+    cost = _score_cost(res, dt)
+    entry = {"num_runs": R, "cost_s_total": round(cost, 1), "cost_s_per_run": round(cost / R, 1),
+             "cost_note": "the score file's compute_seconds; ~0 for a file from before it "
+                          "existed, loaded from a cache"}
     for m in (1, 2):
       if R // m >= 2:
         entry[f"runs_averaged={m}"] = pairwise(averaged_runs(res.per_run, m), ids, labels, fr)
@@ -77,8 +84,9 @@ def run_reliability(config: ml_collections.ConfigDict, workdir: str,
     scf.forgetting.num_runs = int(rc.forgetting_runs)
     res, dt = _timed(lambda: scores_lib.compute_scores("forgetting", data, scf, cache_dir=cache,
                                                        log=log))
-    record("forgetting", {"cost_s_total": round(dt, 1),
-                          "cost_s_per_run": round(dt / len(res.per_run), 1),
+    cost = _score_cost(res, dt)
+    record("forgetting", {"cost_s_total": round(cost, 1),
+                          "cost_s_per_run": round(cost / len(res.per_run), 1),
                           "across_runs": pairwise(list(res.per_run), ids, labels, fr)})
 
   if "prototype" in rc.metrics:
@@ -125,15 +133,9 @@ def run_reliability(config: ml_collections.ConfigDict, workdir: str,
   return out
 
 
-def table(out: dict, sweep_costs: dict | None = None) -> str:
-  """Markdown table of the reliability results. `sweep_costs` (an ssl_sweep costs.json):
-  the cost of EL2N / GraNd scores that were loaded from the sweep's cache is taken from it."""
+def table(out: dict) -> str:
+  """Markdown table of the reliability results."""
   fr = out["fractions"]
-  for name in ("el2n", "grand"):
-    e = out["metrics"].get(name)
-    key = f"baselines:{name}"
-    if e and sweep_costs and key in sweep_costs and e["cost_s_total"] < 1:
-      e["cost_s_per_run"] = round(sweep_costs[key]["wall_time_s"] / e["num_runs"], 1)
   head = ("| score | what varies | runs | Spearman (mean, min..max) | " +
           " | ".join(f"kept overlap f={f:g}" for f in fr) + " | cost (s) |\n|---|---|---|---|" +
           "---|" * len(fr) + "---|")

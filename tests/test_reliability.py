@@ -19,6 +19,10 @@ def test_reliability_writes_every_measured_score_and_keeps_earlier_ones(tmp_path
   assert set(first["metrics"]) == {"el2n"}
   e = first["metrics"]["el2n"]
   assert e["num_runs"] == 2 and e["runs_averaged=1"]["num_pairs"] == 1
+  assert e["cost_s_total"] > 0
+  # measured again from the cached score file: the cost it took, not the time to read it back
+  again = reliability.run_reliability(c, wd, log=lambda s: None)["metrics"]["el2n"]
+  assert again["cost_s_total"] == e["cost_s_total"]
   c.reliability.metrics = ("prototype",)
   out = reliability.run_reliability(c, wd, log=lambda s: None)
   assert set(out["metrics"]) == {"el2n", "prototype_pca"}  # the EL2N entry stayed
