@@ -15,6 +15,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""  # hide GPUs from TensorFlow (and JAX)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Every worker a test launches inherits this: one killed for hanging (test_multihost.wait sends
+# SIGABRT) prints the Python stack of each of its threads.
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 # The XLA:CPU AVX-512 float64 conv crash (jaxlib >= 0.8): cap the ISA before any JAX computation,
 # whatever order the test modules are collected in (a no-op on JAX 0.5.3; docs/current_jax.md).
 import distill.nt_compat  # noqa: E402,F401

@@ -24,7 +24,6 @@ def free_port() -> int:
 
 def launch(pid, nproc, port, ndev, *args, worker=WORKER):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["PYTHONFAULTHANDLER"] = "1"  # a worker killed by `wait` prints where it was stuck
   return subprocess.Popen([sys.executable, worker, str(pid), str(nproc), str(port), str(ndev),
                            *map(str, args)], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
